@@ -1,0 +1,155 @@
+"""LightningModule: loss, metrics, optimizer and the stateful/TBPTT training step.
+
+Batches are (x, y, mask, reset) from `SequenceDataModule`: x (batch, time) integers, y (batch, K)
+integer targets in original units, mask (batch, K) marks the targets that count.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics import MeanMetric
+
+from src.config import Task
+
+Metrics = dict[str, float]
+
+
+def chance_levels(task: Task, y: torch.Tensor, mask: torch.Tensor) -> Metrics:
+    """What a model that ignores its input scores, to read every metric against.
+
+    classification: uniform guessing over the vocabulary (loss ln V, acc 1/V, exact V^-K);
+    regression: always predicting the mean target of the set (mse = variance of the scaled target).
+    """
+    if task.objective == "classification":
+        k = mask[0].sum().item()
+        return {"loss": math.log(task.vocab), "acc": 1 / task.vocab, "exact": task.vocab**-k}
+    target = y[mask].double()
+    mean = target.mean()
+    const = mean.round()
+    hit = (y == const) | ~mask
+    return {
+        "mse": ((target - mean) / task.scale).pow(2).mean().item(),
+        "mae": (target - mean).abs().mean().item(),
+        "acc": (target == const).double().mean().item(),
+        "exact": hit.all(dim=1).double().mean().item(),
+    }
+
+
+class SequenceModule(pl.LightningModule):
+    """Trains a `RecurrentNet` on a task. Stateless tasks use automatic optimization; stateful
+    tasks carry the recurrent state across consecutive batches (row i = stream i) and truncate
+    gradients every `tbptt` steps with manual optimization."""
+
+    def __init__(
+        self,
+        net: nn.Module,
+        task: Task,
+        optimizer: Callable[..., torch.optim.Optimizer],
+        scheduler: Callable[..., Any] | None = None,
+        grad_clip: float | None = None,
+        tbptt: int = 1,
+        log_interval: int = 50,
+        chance: Metrics | None = None,
+    ):
+        super().__init__()
+        self.net, self.task = net, task
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.grad_clip, self.tbptt, self.log_interval = grad_clip, tbptt, log_interval
+        self.chance = chance or {}
+        self.regression = task.objective == "regression"
+        self.automatic_optimization = not task.stateful
+        names = ["loss", "acc", "exact"] + (["mse", "mae"] if self.regression else [])
+        self.val_metrics = nn.ModuleDict({n: MeanMetric() for n in names})
+        self.test_metrics = nn.ModuleDict({n: MeanMetric() for n in names})
+        self.state: Any = None  # recurrent state carried between stateful training batches
+
+    # -- model outputs -------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
+        return self.net(x, state)
+
+    def loss(self, out: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """out (batch, K, n_out), y and mask (batch, K): mean over the targets that count."""
+        if self.regression:
+            err = (out.squeeze(-1) - y / self.task.scale).pow(2) * mask
+            return err.sum() / mask.sum().clamp(min=1)
+        target = y.masked_fill(~mask, -100)
+        return F.cross_entropy(out.flatten(0, 1), target.flatten(), ignore_index=-100)
+
+    def predict_values(self, out: torch.Tensor) -> torch.Tensor:
+        """Predicted values in original units: the class (long) or the unscaled regression output."""
+        return out.squeeze(-1) * self.task.scale if self.regression else out.argmax(-1)
+
+    # -- training ------------------------------------------------------------------------------
+    def training_step(self, batch: tuple, batch_idx: int) -> torch.Tensor | None:
+        x, y, mask, reset = batch
+        if not self.automatic_optimization:
+            return self._stateful_step(x, y, mask, reset, batch_idx)
+        out, _ = self.net(x)
+        loss = self.loss(out, y, mask)
+        if batch_idx % self.log_interval == 0:  # logging every step costs more than the step
+            self.log("train/loss", loss)
+        return loss
+
+    def _stateful_step(self, x, y, mask, reset: bool, batch_idx: int) -> None:
+        # Lightning 2 dropped built-in TBPTT. Notes: split(k) gives chunks of k steps
+        # (tensor_split(k) would give k chunks); clipping is ours under manual optimization;
+        # global_step counts optimizer steps, so it advances ceil(chunk / tbptt) per batch.
+        opt = self.optimizers()
+        if reset:
+            self.state = None
+        for xs, ys, ms in zip(x.split(self.tbptt, 1), y.split(self.tbptt, 1), mask.split(self.tbptt, 1), strict=True):
+            out, state = self.net(xs, self.state)
+            loss = self.loss(out, ys, ms)
+            opt.zero_grad(set_to_none=True)
+            self.manual_backward(loss)
+            if self.grad_clip:
+                self.clip_gradients(opt, gradient_clip_val=self.grad_clip, gradient_clip_algorithm="norm")
+            opt.step()
+            self.state = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+        if batch_idx % self.log_interval == 0:
+            self.log("train/loss", loss)
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        if self.grad_clip:
+            self.clip_gradients(optimizer, gradient_clip_val=self.grad_clip, gradient_clip_algorithm="norm")
+
+    def configure_optimizers(self) -> Any:
+        opt = self.optimizer_factory(self.parameters())
+        if self.scheduler_factory is None:
+            return opt
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": self.scheduler_factory(opt), "interval": "step"}}
+
+    # -- evaluation ----------------------------------------------------------------------------
+    def _eval_step(self, batch: tuple, stage: str, metrics: nn.ModuleDict) -> None:
+        x, y, mask, _ = batch
+        out, _ = self.net(x)
+        pred = self.predict_values(out)
+        correct = (pred.round() if self.regression else pred) == y
+        weight = mask.float()
+        metrics["loss"].update(self.loss(out, y, mask), weight.sum())
+        metrics["acc"].update(correct.float(), weight)
+        metrics["exact"].update((correct | ~mask).all(dim=1).float())
+        if self.regression:
+            metrics["mse"].update(((pred - y) / self.task.scale).pow(2), weight)
+            metrics["mae"].update((pred - y).abs(), weight)
+        self.log_dict({f"{stage}/{k}": m for k, m in metrics.items()}, on_step=False, on_epoch=True)
+
+    def on_validation_epoch_start(self) -> None:
+        self.state = None  # a validation interrupts the training streams: they restart fresh
+
+    def validation_step(self, batch: tuple, batch_idx: int) -> None:
+        self._eval_step(batch, "val", self.val_metrics)
+
+    def test_step(self, batch: tuple, batch_idx: int) -> None:
+        self._eval_step(batch, "test", self.test_metrics)
+
+    def on_validation_epoch_end(self) -> None:
+        if self.chance:
+            self.log_dict({f"chance/{k}": float(v) for k, v in self.chance.items()})

@@ -1,0 +1,3 @@
+from src.models.recurrent import RecurrentNet
+
+__all__ = ["RecurrentNet"]
