@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import resource
 import sys
 import time
 from pathlib import Path
@@ -120,12 +121,14 @@ def print_summary(metrics: dict[str, Any], rows: list[dict[str, Any]], out_dir: 
                 f"  {name:<12}{_fmt(test):>10}{_fmt(val):>10}{_fmt(chance) if chance is not None else '-':>10}"
             )
     tgt = metrics["target"]
-    reached = (
-        f"reached at step {tgt['step']} after {tgt['seconds']:.2f} s"
-        if tgt["reached"]
-        else f"not reached (best {tgt['monitor']} = {_fmt(tgt['best'])})"
-    )
-    lines.append(f"  target {tgt['monitor']} >= {tgt['target']}: {reached}")
+    if tgt["target"] is None:
+        lines.append(f"  no target set: trained the whole budget (best {tgt['monitor']} = {_fmt(tgt['best'])})")
+    elif tgt["reached"]:
+        lines.append(
+            f"  target {tgt['monitor']} {tgt['target']}: reached at step {tgt['step']} after {tgt['seconds']:.2f} s"
+        )
+    else:
+        lines.append(f"  target {tgt['monitor']} {tgt['target']}: not reached (best {_fmt(tgt['best'])})")
     lines.append(f"  steps {metrics['steps']}, params {metrics['params']}, wall {metrics['wall_time_s']:.1f} s")
     lines.append(f"Run folder: {out_dir}")
     print("\n".join(lines), flush=True)
@@ -176,7 +179,10 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         chance=chance,
     )
 
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    from src.callbacks import StepTimer
+
+    timer = StepTimer()
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c] + [timer]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
     target = next((c for c in callbacks if c.__class__.__name__ == "TargetReached"), None)
     hw = cfg.hardware
@@ -199,7 +205,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     trainer.fit(module, datamodule=dm, ckpt_path=cfg.ckpt_path)
     fit_s = time.perf_counter() - t_fit
     val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
-    test = trainer.test(module, datamodule=dm, verbose=False)[0]
+    # Test the best checkpoint (selected on validation loss, never on test data) when there is one.
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    test = trainer.test(module, datamodule=dm, ckpt_path=best or None, verbose=False)[0]
     rows = sample_table(module, dm, cfg.samples)
 
     metrics: dict[str, Any] = {
@@ -220,6 +228,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         "wall_time_s": time.perf_counter() - t_start,
         "startup_s": t_fit - T_PROCESS,
         "world_size": world,
+        "tested_checkpoint": Path(best).name if best else "final weights",
+        **timer.summary(),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
     if trainer.is_global_zero:
         write_json(out_dir / "metrics.json", metrics)
