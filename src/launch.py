@@ -193,6 +193,10 @@ class RunDirCheck(Callback):
     def on_run_start(self, config: Any, **kwargs: Any) -> None:
         run_dir = Path(str(config.hydra.run.dir)).absolute()
         _check_or_exit("hydra.run.dir", run_dir)
+        holds_run = (run_dir / "metrics.json").exists() or (run_dir / "checkpoints").exists()
+        if holds_run and config.get("ckpt_path") is None and is_primary():
+            # refused here, before Hydra rewrites that run's .hydra/ and appends to its log
+            _exit(f"hydra.run.dir={run_dir} already holds a run; pick a new folder (runs are never overwritten).")
         _FRESH["run_dir"] = None if run_dir.exists() or not is_primary() else run_dir
 
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
@@ -205,8 +209,13 @@ def _check_or_exit(key: str, path: Path) -> None:
     try:
         check_output_dir(key, path)
     except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+        _exit(str(err))
+
+
+def _exit(message: str) -> None:
+    # Hydra would print an exception raised here with a stack trace; this is bad input, not a bug
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
 
 
 def remove_fresh_run_dir() -> None:

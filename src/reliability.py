@@ -74,6 +74,8 @@ class RunGuard(pl.Callback):
         self.ckpt_dir = Path(ckpt_dir)
         self.signal_name: str | None = None
         self._stop = False
+        self._state: list[torch.Tensor] | None = None  # recurrent state restored from a checkpoint
+        self._state_tuple = False
         self._handlers: dict[int, Any] = {}
 
     # -- signals ---------------------------------------------------------------------------------
@@ -133,6 +135,33 @@ class RunGuard(pl.Callback):
         raise StopRequested
 
     # -- checkpoint state ------------------------------------------------------------------------
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        # Stateful tasks carry the recurrent state across batches; a resume inside a sequence needs
+        # it. Every rank carries its own streams, so all ranks' states are gathered (this hook
+        # runs on every rank; only rank 0 writes the file).
+        state = getattr(pl_module, "state", None)
+        if state is None:
+            return
+        parts = state if isinstance(state, tuple) else (state,)
+        if trainer.world_size > 1:
+            parts = tuple(trainer.strategy.all_gather(p) for p in parts)  # (world, ...)
+        else:
+            parts = tuple(p.unsqueeze(0) for p in parts)
+        checkpoint["recurrent_state"] = {"tuple": isinstance(state, tuple), "parts": [p.cpu() for p in parts]}
+
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        saved = checkpoint.get("recurrent_state")
+        if saved is None or saved["parts"][0].shape[0] != trainer.world_size:
+            return  # none carried, or another world size: the streams differ anyway
+        self._state = [p[trainer.global_rank] for p in saved["parts"]]
+        self._state_tuple = saved["tuple"]
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._state is not None:  # now the module is on its device
+            parts = tuple(p.to(pl_module.device) for p in self._state)
+            pl_module.state = parts if self._state_tuple else parts[0]
+            self._state = None
+
     def state_dict(self) -> dict[str, Any]:
         state = {"torch_rng": torch.get_rng_state()}
         if torch.cuda.is_available() and torch.cuda.is_initialized():
