@@ -1,7 +1,8 @@
 """Hydra entry point: `python train.py [group=option ...] [key=value ...]` (see README).
 
 Heavy imports (torch, Lightning) happen inside `src.run.train`, so `--help` and config errors
-answer at once.
+answer at once. Exit codes: 0 done, 1 the run failed (message on stderr, metrics.json says
+`failed`), 2 bad input (nothing was written), 128 + signal number after a clean Ctrl-C/SIGTERM.
 """
 
 from __future__ import annotations
@@ -20,14 +21,33 @@ OmegaConf.register_new_resolver("uid", lambda: secrets.token_hex(3), use_cache=T
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     from src.config import ConfigError
+    from src.launch import RunFailed, RunInterrupted, ddp_job, is_primary, remove_fresh_run_dir
     from src.run import record_failure, train
 
+    # DDP ranks > 0 stop with rank 0 (the stop is agreed across ranks), which reports it; exiting 0
+    # keeps Lightning's process observer from killing rank 0 before it has written metrics.json.
+    primary = is_primary()
     try:
-        metrics, _ = train(cfg)
+        with ddp_job(cfg):
+            metrics, _ = train(cfg)
     except ConfigError as err:
+        if not primary:
+            sys.exit(0)
         print(f"error: {err}", file=sys.stderr)
         if not record_failure(cfg, err):  # single run: stop with a non-zero exit
+            remove_fresh_run_dir()
             sys.exit(2)
+        return None
+    except RunInterrupted as err:  # ends a sweep too: the user asked to stop
+        if primary:
+            print(f"interrupted: {err}", file=sys.stderr)
+        sys.exit(128 + err.signum if primary else 0)
+    except RunFailed as err:
+        if not primary:
+            sys.exit(0)
+        print(f"error: {err}", file=sys.stderr)
+        if not record_failure(cfg, err):
+            sys.exit(1)
         return None
     except Exception as err:  # in a sweep, one failed job must not end the others
         if not record_failure(cfg, err):
@@ -37,4 +57,12 @@ def main(cfg: DictConfig) -> float | None:
 
 
 if __name__ == "__main__":
+    from src.config import ConfigError
+    from src.launch import resume_argv
+
+    try:  # before Hydra, which would otherwise create a new run folder for a resume
+        sys.argv = resume_argv(sys.argv)
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)
     main()

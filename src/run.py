@@ -13,6 +13,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from src.checks import build, check_checkpoint, check_ckpt_path, check_output_dir, check_run
 from src.config import ConfigError, check_data, check_model, make_task
 
 T_PROCESS = time.perf_counter()  # first import of this module ~ process start-up end
@@ -26,8 +27,23 @@ def quiet_framework() -> None:
     import warnings
 
     logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
-    for pattern in (".*IterableDataset.*has `__len__` defined.*", ".*does not have many workers.*", ".*LeafSpec.*"):
+    for pattern in (
+        ".*IterableDataset.*has `__len__` defined.*",
+        ".*does not have many workers.*",
+        ".*LeafSpec.*",
+        # resuming: the folder holds the run's own checkpoints, and the data stream is resumable
+        # (SequenceDataModule restores its position from the batch progress)
+        ".*Checkpoint directory .* exists and is not empty.*",
+        ".*resuming from a checkpoint that ended before the epoch ended.*",
+        # stateful tasks: the checkpoint holds the weights after the step, which is what a resume needs
+        ".*manual optimization and every_n_train_steps.*",
+    ):
         warnings.filterwarnings("ignore", message=pattern)
+
+
+STRATEGIES = ("auto", "ddp")
+PRECISIONS = ("32-true", "64-true", "bf16-mixed", "16-mixed")
+BACKENDS = ("gloo", "nccl")
 
 
 def check_hardware(hw: Any) -> int:
@@ -40,6 +56,25 @@ def check_hardware(hw: Any) -> int:
         v = h.get(key)
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ConfigError(f"hardware.{key}={v!r} is not allowed; it must be an integer >= 1.")
+    if h.get("strategy") not in STRATEGIES:
+        raise ConfigError(f"hardware.strategy={h.get('strategy')!r} is not allowed; choose one of: auto, ddp.")
+    world = h["devices"] * h["num_nodes"]
+    if world > 1 and h["strategy"] != "ddp":
+        raise ConfigError(
+            f"hardware.devices={h['devices']} with hardware.num_nodes={h['num_nodes']} runs {world} processes, "
+            "which needs hardware.strategy=ddp; use hardware=ddp."
+        )
+    if h.get("precision") not in PRECISIONS:
+        raise ConfigError(
+            f"hardware.precision={h.get('precision')!r} is not allowed; choose one of: {', '.join(PRECISIONS)}."
+        )
+    if h["precision"] == "16-mixed" and h["accelerator"] == "cpu":
+        raise ConfigError("hardware.precision='16-mixed' needs a GPU (CPUs have no fp16 autocast); use bf16-mixed.")
+    backend = h.get("backend")
+    if backend is not None and backend not in BACKENDS:
+        raise ConfigError(f"hardware.backend={backend!r} is not allowed; choose null (automatic), gloo or nccl.")
+    if backend == "nccl" and h["accelerator"] != "gpu":
+        raise ConfigError("hardware.backend='nccl' needs hardware.accelerator=gpu; use gloo (or null) on CPU.")
     if h["accelerator"] == "gpu":
         import torch
 
@@ -55,7 +90,17 @@ def check_hardware(hw: Any) -> int:
     threads = h.get("threads")
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ConfigError(f"hardware.threads={threads!r} is not allowed; use null or an integer >= 1.")
-    return h["devices"] * h["num_nodes"]
+    return world
+
+
+def build_strategy(hw: Any) -> Any:
+    """`ddp`: Lightning's DDP, relaunching the script once per extra device (see src/launch.py for
+    how that fits Hydra); backend null picks gloo on CPU and nccl on CUDA."""
+    if hw.strategy != "ddp":
+        return hw.strategy
+    from pytorch_lightning.strategies import DDPStrategy
+
+    return DDPStrategy(process_group_backend=hw.get("backend"))
 
 
 def validate(cfg: DictConfig) -> tuple[Any, dict[str, Any], int]:
@@ -67,6 +112,7 @@ def validate(cfg: DictConfig) -> tuple[Any, dict[str, Any], int]:
     check_data(OmegaConf.to_container(cfg.data, resolve=True), world)
     if task.stateful and (cfg.data.batch_size // world) < 1:
         raise ConfigError("data.batch_size must give every process at least one stream.")
+    check_run(cfg, task)
     return task, net_kwargs, world
 
 
@@ -144,13 +190,18 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
 def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """Fit and test one run; return (metrics, objects). Raises ConfigError on bad input."""
     t_start = time.perf_counter()
+    from src.launch import is_primary
+
     task, net_kwargs, world = validate(cfg)
     out_dir = Path(cfg.paths.output_dir)
-    if cfg.ckpt_path is None and ((out_dir / "metrics.json").exists() or (out_dir / "checkpoints").exists()):
+    check_output_dir("paths.output_dir", out_dir)
+    # Ranks > 0 of a DDP run start after rank 0 has created the folder; it is rank 0's to check.
+    holds_run = (out_dir / "metrics.json").exists() or (out_dir / "checkpoints").exists()
+    if cfg.ckpt_path is None and holds_run and is_primary():
         raise ConfigError(
             f"paths.output_dir={out_dir} already holds a run; pick a new folder (runs are never overwritten)."
         )
-    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = check_ckpt_path(cfg.ckpt_path, out_dir)
 
     quiet_framework()
     import pytorch_lightning as pl
@@ -160,6 +211,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     from src.datamodules.generate import make_split
     from src.datamodules.sequence_datamodule import SequenceDataModule
     from src.lit_models.sequence_module import SequenceModule, chance_levels
+    from src.reliability import AtomicCheckpointIO, RunGuard, stop_report
 
     if cfg.hardware.get("threads"):
         torch.set_num_threads(cfg.hardware.threads)
@@ -168,11 +220,19 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     _, y_test, m_test = make_split(task, cfg.data.test_seed, cfg.data.test_size)
     chance = chance_levels(task, y_test, m_test)
     net = build_net(task, net_kwargs)
+    optimizer = build("optim.optimizer", lambda: instantiate(cfg.optim.optimizer))
+    scheduler = (
+        build("optim.scheduler", lambda: instantiate(cfg.optim.scheduler)) if cfg.optim.get("scheduler") else None
+    )
+    # _partial_ factories accept any keyword until called: try them on a stand-in parameter now
+    probe = build("optim.optimizer", lambda: optimizer([torch.nn.Parameter(torch.zeros(1))]))
+    if scheduler is not None:
+        build("optim.scheduler", lambda: scheduler(probe))
     module = SequenceModule(
         net,
         task,
-        optimizer=instantiate(cfg.optim.optimizer),
-        scheduler=instantiate(cfg.optim.scheduler) if cfg.optim.get("scheduler") else None,
+        optimizer=optimizer,
+        scheduler=scheduler,
         grad_clip=cfg.optim.get("grad_clip"),
         tbptt=net_kwargs.get("tbptt", 1),
         log_interval=cfg.trainer.log_every_n_steps,
@@ -182,27 +242,44 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     from src.callbacks import StepTimer
 
     timer = StepTimer()
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values() if c] + [timer]
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values() if c]
+    callbacks = [
+        build(f"callbacks.{k}", lambda c=c: instantiate(c)) for k, c in (cfg.get("callbacks") or {}).items() if c
+    ] + [timer]
+    loggers = [build(f"logger.{k}", lambda c=c: instantiate(c)) for k, c in (cfg.get("logger") or {}).items() if c]
     target = next((c for c in callbacks if c.__class__.__name__ == "TargetReached"), None)
+    guard = RunGuard(out_dir / "checkpoints")  # always on: NaN stop, clean Ctrl-C, RNG in checkpoints
     hw = cfg.hardware
-    trainer = pl.Trainer(
-        **OmegaConf.to_container(cfg.trainer, resolve=True),
-        accelerator=hw.accelerator,
-        devices=hw.devices,
-        num_nodes=hw.num_nodes,
-        strategy=hw.strategy,
-        precision=hw.precision,
-        callbacks=callbacks,
-        logger=loggers or False,
-        default_root_dir=str(out_dir),
-        check_val_every_n_epoch=None,
-        reload_dataloaders_every_n_epochs=1,
-        num_sanity_val_steps=0,
-        enable_checkpointing=any(c.__class__.__name__ == "ModelCheckpoint" for c in callbacks),
+    trainer = build(
+        "trainer",
+        lambda: pl.Trainer(
+            **OmegaConf.to_container(cfg.trainer, resolve=True),
+            accelerator=hw.accelerator,
+            devices=hw.devices,
+            num_nodes=hw.num_nodes,
+            strategy=build_strategy(hw),
+            precision=hw.precision,
+            callbacks=[*callbacks, guard],
+            plugins=[AtomicCheckpointIO()],
+            logger=loggers or False,
+            default_root_dir=str(out_dir),
+            check_val_every_n_epoch=None,
+            reload_dataloaders_every_n_epochs=1,
+            num_sanity_val_steps=0,
+            enable_checkpointing=any(c.__class__.__name__ == "ModelCheckpoint" for c in callbacks),
+        ),
     )
+    if ckpt_path is not None:
+        check_checkpoint(ckpt_path, module)
+    out_dir.mkdir(parents=True, exist_ok=True)  # only now: bad input above leaves nothing behind
+
     t_fit = time.perf_counter()
-    trainer.fit(module, datamodule=dm, ckpt_path=cfg.ckpt_path)
+    try:
+        trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+    except BaseException as err:
+        stopped = stop_report(err, trainer, guard, out_dir)
+        if stopped is err:
+            raise
+        raise stopped from err
     fit_s = time.perf_counter() - t_fit
     val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
     # Test the best checkpoint (selected on validation loss, never on test data) when there is one.

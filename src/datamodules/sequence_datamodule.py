@@ -26,12 +26,24 @@ from src.datamodules.generate import Batch, frame_windows, generator, label_targ
 
 
 class TrainStream(IterableDataset):
-    """Yields `length` batches starting at global batch index `start`."""
+    """Yields batches `start + skip` .. `start + length - 1` of this rank's stream (an epoch)."""
 
     def __init__(
-        self, task: Task, batch: int, start: int, length: int, seed: int, rank: int, device: str, cycle: int = 0
+        self,
+        task: Task,
+        batch: int,
+        start: int,
+        length: int,
+        seed: int,
+        rank: int,
+        device: str,
+        cycle: int = 0,
+        skip: int = 0,
     ):
+        # `skip` batches of the epoch were trained before a resume: len() stays the epoch length,
+        # because Lightning counts the restored batches toward it and ends the epoch at len().
         self.task, self.batch, self.start, self.length, self.cycle = task, batch, start, length, cycle
+        self.skip = skip
         self.seed, self.rank, self.device = seed, rank, device
         t = task
         if t.stateful:  # one block = one fresh sequence of every stream
@@ -74,7 +86,7 @@ class TrainStream(IterableDataset):
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor, bool]]:
         info = get_worker_info()
         w, n = (info.id, info.num_workers) if info else (0, 1)
-        for i in range(w, self.length, n):
+        for i in range(self.skip + w, self.length, n):
             yield self.get(self.start + i)
 
 
@@ -132,24 +144,24 @@ class SequenceDataModule(pl.LightningDataModule):
         if self.test_set is None:
             self.test_set = tuple(t[shard] for t in make_split(self.task, self.test_seed, self.test_size, self.device))
 
-    def train_stream(self, start: int, length: int) -> TrainStream:
+    def train_stream(self, start: int, length: int, skip: int = 0) -> TrainStream:
         device = str(self.device) if self.num_workers == 0 else "cpu"
         per_rank = self.batch_size // self.world_size
-        return TrainStream(self.task, per_rank, start, length, self.seed, self.rank, device, self.overfit_batches)
+        return TrainStream(self.task, per_rank, start, length, self.seed, self.rank, device, self.overfit_batches, skip)
 
     def train_dataloader(self) -> DataLoader:
         # Called at every epoch start (reload_dataloaders_every_n_epochs=1) and after a resume: the
         # stream continues from the number of batches already trained on, which Lightning restores
         # from the checkpoint, so a resumed run sees exactly the batches an uninterrupted one would.
-        length = self.batches_per_epoch
+        done = 0  # batches of this epoch already trained (a resume inside an epoch)
         if self.trainer is not None:
             progress = self.trainer.fit_loop.epoch_loop.batch_progress
             self.position = progress.total.ready
             # current.ready still counts the previous epoch when a new one starts; it is below
             # batches_per_epoch only when resuming inside an epoch.
-            if progress.current.ready < length:
-                length -= progress.current.ready
-        stream = self.train_stream(self.position, max(length, 0))
+            if progress.current.ready < self.batches_per_epoch:
+                done = progress.current.ready
+        stream = self.train_stream(self.position - done, self.batches_per_epoch, skip=done)
         return DataLoader(stream, batch_size=None, num_workers=self.num_workers, persistent_workers=False)
 
     def _eval_batches(self, data: Batch) -> PrebuiltBatches:

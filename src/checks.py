@@ -1,0 +1,217 @@
+"""Checks for the config groups `src.config` does not cover: optim, trainer, callbacks, logger,
+the top-level keys, the output folder and ckpt_path.
+
+`check_run` is light (no torch) and runs with the other checks in `src.run.validate`, before the
+heavy imports; `build` turns a failure to construct a configured object into the same kind of
+one-sentence `ConfigError`, before anything is written. The README's "Bad input" table lists every
+message; tests/test_bad_input.py runs each row.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+from omegaconf import DictConfig, OmegaConf
+
+from src.config import ConfigError, Task
+
+T = TypeVar("T")
+
+# Trainer arguments that `train` sets from other groups (or fixes by design); a value under
+# `trainer` would clash with them, so the message says where the setting lives.
+TRAINER_OWNED = {
+    "accelerator": "hardware.accelerator",
+    "devices": "hardware.devices",
+    "num_nodes": "hardware.num_nodes",
+    "strategy": "hardware.strategy",
+    "precision": "hardware.precision",
+    "callbacks": "the callbacks group",
+    "logger": "the logger group",
+    "default_root_dir": "paths.output_dir",
+    "plugins": "src/run.py (atomic checkpoint writes)",
+    "check_val_every_n_epoch": "trainer.val_check_interval (validations count batches across epochs)",
+    "reload_dataloaders_every_n_epochs": "the data module (fresh data every epoch)",
+    "num_sanity_val_steps": "src/run.py (no sanity check: evaluation sets are fixed)",
+    "enable_checkpointing": "the callbacks group (model_checkpoint, last_checkpoint)",
+}
+
+
+def _int(key: str, value: Any, low: int, allow_minus_one: bool = False) -> None:
+    ok = isinstance(value, int) and not isinstance(value, bool) and (value >= low or (allow_minus_one and value == -1))
+    if not ok:
+        extra = " or -1 (no limit)" if allow_minus_one else ""
+        raise ConfigError(f"{key}={value!r} is not allowed; it must be an integer >= {low}{extra}.")
+
+
+def _number(key: str, value: Any, allow_null: bool = False) -> None:
+    if value is None and allow_null:
+        return
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    if not ok:
+        raise ConfigError(f"{key}={value!r} is not allowed; it must be a number > 0{' or null' if allow_null else ''}.")
+
+
+def _target_node(key: str, node: Any) -> None:
+    if not isinstance(node, Mapping) or not isinstance(node.get("_target_"), str):
+        raise ConfigError(f"{key}={node!r} is not allowed; it must be a config node with a _target_ (a class path).")
+
+
+def val_metrics(task: Task) -> tuple[str, ...]:
+    """The validation metrics `SequenceModule` logs for this task: what a monitor may name."""
+    names = ("loss", "acc", "exact") + (("mse", "mae") if task.objective == "regression" else ())
+    return tuple(f"val/{n}" for n in names)
+
+
+def check_run(cfg: DictConfig, task: Task) -> None:
+    """Top-level keys, optim, trainer, callbacks and logger nodes (plain values, no imports)."""
+    c = OmegaConf.to_container(cfg, resolve=True)
+    seed = c.get("seed")
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise ConfigError(f"seed={seed!r} is not allowed; it must be an integer in [0, 2**32).")
+    _int("samples", c.get("samples"), 0)
+    allowed = val_metrics(task)
+    if c.get("optimized_metric") not in allowed:
+        raise ConfigError(
+            f"optimized_metric={c.get('optimized_metric')!r} is not a metric this task logs; "
+            f"choose one of: {', '.join(allowed)}."
+        )
+    ckpt = c.get("ckpt_path")
+    if ckpt is not None and (not isinstance(ckpt, str) or not ckpt):
+        raise ConfigError(f"ckpt_path={ckpt!r} is not allowed; use null, last, or the path of a .ckpt file.")
+
+    optim = c.get("optim") or {}
+    _target_node("optim.optimizer", optim.get("optimizer"))
+    if "lr" in optim["optimizer"]:
+        _number("optim.optimizer.lr", optim["optimizer"]["lr"])
+    _number("optim.grad_clip", optim.get("grad_clip"), allow_null=True)
+    if optim.get("scheduler") is not None:
+        _target_node("optim.scheduler", optim["scheduler"])
+
+    trainer = c.get("trainer") or {}
+    for key, home in TRAINER_OWNED.items():
+        if key in trainer:
+            raise ConfigError(f"trainer.{key} is set by {home}, not under trainer; remove trainer.{key}.")
+    _int("trainer.max_epochs", trainer.get("max_epochs", -1), 1, allow_minus_one=True)
+    _int("trainer.max_steps", trainer.get("max_steps", -1), 1, allow_minus_one=True)
+    if trainer.get("max_epochs", -1) == -1 and trainer.get("max_steps", -1) == -1:
+        raise ConfigError(
+            "trainer.max_epochs=-1 with trainer.max_steps=-1 would train forever; set one of them to a limit."
+        )
+    vci = trainer.get("val_check_interval", 1)
+    if isinstance(vci, bool) or not isinstance(vci, int) or vci < 1:
+        raise ConfigError(
+            f"trainer.val_check_interval={vci!r} is not allowed; it must be an integer >= 1 (training batches "
+            "between validations, counted across epochs)."
+        )
+    _int("trainer.log_every_n_steps", trainer.get("log_every_n_steps", 50), 1)
+    if trainer.get("deterministic", False) not in (True, False, "warn"):
+        raise ConfigError(
+            f"trainer.deterministic={trainer['deterministic']!r} is not allowed; choose one of: true, false, warn."
+        )
+
+    for group in ("callbacks", "logger"):
+        nodes = c.get(group) or {}
+        if not isinstance(nodes, Mapping):
+            raise ConfigError(f"{group}={nodes!r} is not allowed; it must map names to config nodes (or be empty).")
+        for name, node in nodes.items():
+            if node is not None:  # `callbacks.<name>=null` switches one off
+                _target_node(f"{group}.{name}", node)
+    for name, node in (c.get("callbacks") or {}).items():
+        if not node:
+            continue
+        target = node["_target_"].rsplit(".", 1)[-1]
+        if target in ("TargetReached", "ModelCheckpoint", "EarlyStopping"):
+            monitor = node.get("monitor")
+            if (monitor is not None or target != "ModelCheckpoint") and monitor not in allowed:
+                raise ConfigError(
+                    f"callbacks.{name}.monitor={monitor!r} is not a metric this task logs; "
+                    f"choose one of: {', '.join(allowed)}."
+                )
+            if node.get("mode", "max") not in ("max", "min"):
+                raise ConfigError(f"callbacks.{name}.mode={node['mode']!r} is not allowed; choose one of: max, min.")
+        if target == "TargetReached" and node.get("target") is not None:
+            t = node["target"]
+            if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t):
+                raise ConfigError(f"callbacks.{name}.target={t!r} is not allowed; use a number or null.")
+        if target == "ModelCheckpoint" and node.get("every_n_train_steps") is not None:
+            _int(f"callbacks.{name}.every_n_train_steps", node["every_n_train_steps"], 0)
+
+
+def check_output_dir(key: str, path: str | Path) -> None:
+    """The folder a run writes to must exist or be creatable, and be writable. Checked before
+    anything is created, so a bad path leaves nothing behind."""
+    p = Path(path).absolute()
+    probe = p
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ConfigError(f"{key}={path} cannot be created: {probe} is a file, not a folder; choose another folder.")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"{key}={path} is not writable ({probe} refuses writes); choose another folder.")
+
+
+def run_status(run_dir: Path) -> str | None:
+    """The status a run folder's metrics.json records (completed, interrupted, failed), if any."""
+    try:
+        return json.loads((run_dir / "metrics.json").read_text()).get("status")
+    except (OSError, ValueError):
+        return None
+
+
+def check_ckpt_path(ckpt: str | None, out_dir: Path) -> Path | None:
+    """`last` means this run folder's checkpoints/last.ckpt (train.py has already turned `last`
+    on the command line into the newest unfinished run's checkpoint)."""
+    if ckpt is None:
+        return None
+    path = out_dir / "checkpoints" / "last.ckpt" if ckpt == "last" else Path(ckpt)
+    if not path.is_file():
+        where = f" (looked for {path})" if ckpt == "last" else ""
+        raise ConfigError(
+            f"ckpt_path={ckpt} does not exist{where}; pass a checkpoint file such as <run>/checkpoints/last.ckpt."
+        )
+    run_dir = path.parent.parent
+    if path.parent.name == "checkpoints" and run_status(run_dir) == "completed":
+        raise ConfigError(
+            f"ckpt_path={ckpt} belongs to a completed run ({run_dir / 'metrics.json'}); there is nothing to "
+            "resume, start a new run instead."
+        )
+    return path
+
+
+def check_checkpoint(path: Path, module: Any) -> None:
+    """The checkpoint must load and fit this model: caught here as one sentence rather than as
+    Lightning's state-dict traceback halfway into fit."""
+    import torch
+
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        state = ckpt["state_dict"]
+    except Exception as err:
+        raise ConfigError(f"ckpt_path={path} is not a Lightning checkpoint ({type(err).__name__}: {err}).") from err
+    own = module.state_dict()
+    for name, tensor in own.items():
+        if name not in state or state[name].shape != tensor.shape:
+            got = tuple(state[name].shape) if name in state else "missing"
+            raise ConfigError(
+                f"ckpt_path={path} was saved by a different model ({name}: {got} in the checkpoint, "
+                f"{tuple(tensor.shape)} here); resume with the run's own config."
+            )
+
+
+def build(key: str, make: Callable[[], T]) -> T:
+    """Construct a configured object; a failure becomes `ConfigError` naming the config node."""
+    try:
+        return make()
+    except ConfigError:
+        raise
+    except Exception as err:
+        root = err
+        while root.__cause__ is not None:  # Hydra wraps the real error in InstantiationException
+            root = root.__cause__
+        text = str(root).strip().splitlines()[0] if str(root).strip() else ""
+        raise ConfigError(f"{key} could not be built from its config ({type(root).__name__}: {text}).") from err

@@ -1,0 +1,234 @@
+"""Reliability inside a fit: stop on a non-finite loss, stop cleanly on Ctrl-C, write checkpoints
+atomically, and record what each rank trained on.
+
+Used by `src.run.train`; the process-level half (resume, DDP relaunch, run folders) is in
+`src.launch`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+
+from src.launch import RunFailed, RunInterrupted
+
+
+class NonFiniteLoss(RunFailed):
+    """The training loss became NaN or inf; raised before the optimizer step that would spread it."""
+
+
+class StopRequested(BaseException):
+    """Internal: unwinds Lightning's fit loop after the interrupt checkpoint is written. A
+    BaseException, so no `except Exception` in between swallows it."""
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Write `<path>.tmp` beside the target, fsync, rename.
+
+    Lightning 2.6 stages a checkpoint in the system temp folder and moves it into place; across
+    filesystems that move is a copy into the open target, so a kill or a full disk during the copy
+    truncates last.ckpt and the previous good one is lost. A rename within one folder is atomic:
+    the target is either the old checkpoint or the new one, and a failed write leaves the old one.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+        path = Path(path)
+        tmp = path.with_name(path.name + ".tmp")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(tmp, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except OSError as err:
+            tmp.unlink(missing_ok=True)  # free the space a partial file holds
+            # write() errors carry no file name; name the checkpoint so the message can
+            raise OSError(err.errno, err.strerror, str(path)) from err
+
+
+class RunGuard(pl.Callback):
+    """Always attached by `train`.
+
+    - Non-finite loss: checked before backward, so the weights stay finite and no checkpoint saves
+      the broken state; the run stops with `NonFiniteLoss` and the last checkpoint stays good.
+    - SIGINT / SIGTERM: the current batch finishes, `last.ckpt` is written at that batch boundary
+      (the same point a step checkpoint is taken, so resuming it is exact), and the fit stops with
+      `RunInterrupted`. A second signal stops at once.
+    - Under DDP both flags are summed over the ranks once per step, so every rank stops at the same
+      batch (a rank that stopped alone would leave the others waiting in a collective).
+    - RNG state rides in the checkpoint, so a resumed run with dropout draws the same masks.
+    """
+
+    def __init__(self, ckpt_dir: str | Path):
+        self.ckpt_dir = Path(ckpt_dir)
+        self.signal_name: str | None = None
+        self._stop = False
+        self._state: list[torch.Tensor] | None = None  # recurrent state restored from a checkpoint
+        self._state_tuple = False
+        self._handlers: dict[int, Any] = {}
+
+    # -- signals ---------------------------------------------------------------------------------
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if self.signal_name is not None:  # second signal: the user insists
+            self._restore_handlers()
+            raise KeyboardInterrupt
+        self.signal_name = signal.Signals(signum).name
+        if int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0:
+            print(
+                f"\n{self.signal_name}: finishing the current batch and saving a checkpoint "
+                "(send it again to stop at once)",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # Installed after Lightning registers its own SIGTERM notifier (which only kills child
+        # processes and raises later, without a checkpoint); Lightning restores both at teardown.
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._handlers[sig] = signal.signal(sig, self._on_signal)
+
+    def _restore_handlers(self) -> None:
+        for sig, handler in self._handlers.items():
+            signal.signal(sig, handler)
+        self._handlers = {}
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._restore_handlers()
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        self._restore_handlers()
+
+    # -- per step --------------------------------------------------------------------------------
+    def on_before_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor) -> None:
+        flags = torch.stack([(~torch.isfinite(loss.detach())).float(), loss.new_tensor(self.signal_name is not None)])
+        if trainer.world_size > 1:
+            flags = trainer.strategy.reduce(flags, reduce_op="sum")
+        bad, stop = flags.tolist()  # one host sync per step: the price of never stepping on NaN
+        if bad:
+            last = self.ckpt_dir / "last.ckpt"
+            keep = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was saved before it"
+            raise NonFiniteLoss(
+                f"train/loss became {float(loss):.4g} at step {trainer.global_step} (batch "
+                f"{trainer.fit_loop.epoch_loop.batch_progress.total.ready - 1}); the run stopped before the "
+                f"optimizer step, {keep}; lower optim.optimizer.lr or set optim.grad_clip."
+            )
+        self._stop = self._stop or bool(stop)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        # Runs before ModelCheckpoint (Lightning orders checkpoint callbacks last): the batch is
+        # complete, so this is the same resume point as a step checkpoint.
+        if not self._stop:
+            return
+        trainer.save_checkpoint(self.ckpt_dir / "last.ckpt")
+        raise StopRequested
+
+    # -- checkpoint state ------------------------------------------------------------------------
+    def on_save_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        # Stateful tasks carry the recurrent state across batches; a resume inside a sequence needs
+        # it. Every rank carries its own streams, so all ranks' states are gathered (this hook
+        # runs on every rank; only rank 0 writes the file).
+        state = getattr(pl_module, "state", None)
+        if state is None:
+            return
+        parts = state if isinstance(state, tuple) else (state,)
+        if trainer.world_size > 1:
+            parts = tuple(trainer.strategy.all_gather(p) for p in parts)  # (world, ...)
+        else:
+            parts = tuple(p.unsqueeze(0) for p in parts)
+        checkpoint["recurrent_state"] = {"tuple": isinstance(state, tuple), "parts": [p.cpu() for p in parts]}
+
+    def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        saved = checkpoint.get("recurrent_state")
+        if saved is None or saved["parts"][0].shape[0] != trainer.world_size:
+            return  # none carried, or another world size: the streams differ anyway
+        self._state = [p[trainer.global_rank] for p in saved["parts"]]
+        self._state_tuple = saved["tuple"]
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._state is not None:  # now the module is on its device
+            parts = tuple(p.to(pl_module.device) for p in self._state)
+            pl_module.state = parts if self._state_tuple else parts[0]
+            self._state = None
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {"torch_rng": torch.get_rng_state()}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda_rng"] = torch.cuda.get_rng_state_all()
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        torch.set_rng_state(state["torch_rng"])
+        if "cuda_rng" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+
+
+def stop_report(err: BaseException, trainer: pl.Trainer, guard: RunGuard, out_dir: Path) -> BaseException:
+    """Turn what ended a fit into the exception `train` raises, and record it in metrics.json
+    (rank 0), so a stopped run's folder says why it stopped. Unknown errors pass through."""
+    from src.run import write_json
+
+    last = guard.ckpt_dir / "last.ckpt"
+    record: dict[str, Any] = {"step": trainer.global_step, "checkpoint": str(last) if last.exists() else None}
+    if isinstance(err, StopRequested):
+        name = guard.signal_name or "SIGINT"
+        result: BaseException = RunInterrupted(
+            f"{name} at step {trainer.global_step}; checkpoint {last}; continue with: python train.py ckpt_path={last}",
+            signum=int(signal.Signals[name]),
+        )
+        record = {"status": "interrupted", "signal": name, **record}
+    elif isinstance(err, RunFailed):
+        result, record = err, {"status": "failed", "error": str(err), **record}
+    elif isinstance(err, OSError):
+        where = err.filename or out_dir
+        result = RunFailed(
+            f"writing {where} failed: {err.strerror or err} (errno {err.errno}); free space or point "
+            f"paths.output_dir at a writable disk; the last complete checkpoint is {last if last.exists() else 'none'}."
+        )
+        record = {"status": "failed", "error": str(result), **record}
+    else:
+        return err
+    if trainer.is_global_zero:
+        try:
+            write_json(out_dir / "metrics.json", record)
+        except OSError:  # the disk may be the problem; the message on stderr still says it
+            pass
+    return result
+
+
+class BatchLog(pl.Callback):
+    """Debug aid: one line per training batch in `<run>/batches/rank<r>.jsonl`: the global index k
+    of the batch in this rank's stream, the step, and a hash of x. Add it with
+    `+callbacks.batch_log._target_=src.reliability.BatchLog`; appends across resumes, flushed per
+    line so a killed run keeps what it trained on."""
+
+    def __init__(self) -> None:
+        self._file: Any = None
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        path = Path(trainer.default_root_dir) / "batches" / f"rank{trainer.global_rank}.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(path, "a")  # noqa: SIM115 - kept open for the whole fit
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx) -> None:
+        x = batch[0].detach().cpu().contiguous().numpy()
+        k = trainer.fit_loop.epoch_loop.batch_progress.total.ready - 1
+        line = {"k": k, "step": trainer.global_step, "x": hashlib.sha1(x.tobytes()).hexdigest()[:16]}
+        self._file.write(json.dumps(line) + "\n")
+        self._file.flush()
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
