@@ -220,6 +220,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         "wall_time_s": time.perf_counter() - t_start,
         "startup_s": t_fit - T_PROCESS,
         "world_size": world,
+        "torch_threads": torch.get_num_threads(),  # a parallel launcher's share of the cores
     }
     if trainer.is_global_zero:
         write_json(out_dir / "metrics.json", metrics)
