@@ -138,6 +138,8 @@ class Sweep:
     values: dict[str, list[str]]  # key -> its values in sweep order
     jobs: list[Job]
     expected: int | None  # None: the sweeper does not fix its jobs in advance (Optuna)
+    start: float  # when the sweep began (mtime of multirun.yaml or of the first job's config)
+    trials: int | None = None  # jobs an Optuna study asks for
 
     @property
     def swept(self) -> list[str]:
@@ -209,17 +211,33 @@ def load_sweep(folder: Path | str) -> Sweep:
     if not folder.is_dir():
         raise SweepError(f"sweep folder {folder} does not exist; pass the folder Hydra printed as 'sweep output dir'.")
     if not (folder / "multirun.yaml").is_file():
+        inner = sorted(p.parent.name for p in folder.glob("*/multirun.yaml"))
+        if inner:
+            raise SweepError(
+                f"{folder} holds {len(inner)} sweeps, not one; pass one of them, e.g. {folder / inner[-1]}."
+            )
+    folders = _job_folders(folder)
+    # Hydra's basic sweeper writes multirun.yaml; the Optuna sweeper does not, but each of its jobs
+    # keeps the sweep's hydra config in .hydra/hydra.yaml.
+    source = folder / "multirun.yaml"
+    if not source.is_file():
+        source = next((p / ".hydra" / "hydra.yaml" for p in folders if (p / ".hydra" / "hydra.yaml").is_file()), source)
+    if not source.is_file():
         raise SweepError(
-            f"{folder} is not a multirun folder (it has no multirun.yaml); pass the folder that "
+            f"{folder} is not a multirun folder (no multirun.yaml and no job folders); pass the folder that "
             "`python train.py -m ...` printed as 'sweep output dir'."
         )
-    multirun = _load_yaml(folder / "multirun.yaml") or {}
+    multirun = _load_yaml(source) or {}
     hydra = multirun.get("hydra") or {}
-    expected = expected_jobs(multirun)
+    if hydra.get("mode") not in (None, "MULTIRUN"):
+        raise SweepError(
+            f"{folder} holds a single run, not a sweep; pass a folder written by `python train.py -m ...`."
+        )
+    expected = expected_jobs(multirun) if source.name == "multirun.yaml" else None
 
     found: dict[tuple[str, ...], Job] = {}
     extra: list[Job] = []
-    for path in _job_folders(folder):
+    for path in folders:
         ov_file = path / ".hydra" / "overrides.yaml"
         overrides = [str(o) for o in (_load_yaml(ov_file) or [])] if ov_file.exists() else []
         job = Job(overrides=dict(_split(o) for o in overrides), folder=path, num=_num(path))
@@ -261,9 +279,12 @@ def load_sweep(folder: Path | str) -> Sweep:
     for k in keys:  # numbers in numeric order; names (cells) in the order the sweep gave them
         if all(_number(v) is not None for v in values[k]):
             values[k].sort(key=_number)
+    sweeper = hydra.get("sweeper") or {}
     return Sweep(
         folder=folder,
-        sweeper=str((hydra.get("sweeper") or {}).get("_target_", "?")).rsplit(".", 1)[-1],
+        start=source.stat().st_mtime,
+        trials=sweeper.get("n_trials") if expected is None else None,
+        sweeper=str(sweeper.get("_target_", "?")).rsplit(".", 1)[-1],
         launcher=str((hydra.get("launcher") or {}).get("_target_", "?")).rsplit(".", 1)[-1],
         keys=keys,
         values=values,
@@ -363,7 +384,8 @@ def capacity_table(sweep: Sweep, metric: str, threshold: float) -> tuple[list[st
     key). A size solves a lag when more than half of its seeds reach `metric >= threshold`;
     the cell shows `size (solved seeds/seeds)`, or `> largest` when no swept size does."""
     done = [j for j in sweep.jobs if j.status == "completed"]
-    if not done or any(j.value(k) is None for j in done for k in (CELL_KEY, HIDDEN_KEY, LAG_KEY)):
+    grid = sweep.expected is not None and (HIDDEN_KEY in sweep.swept or LAG_KEY in sweep.swept)
+    if not grid or not done or any(j.value(k) is None for j in done for k in (CELL_KEY, HIDDEN_KEY, LAG_KEY)):
         return None
     # `model=rnn,lstm,gru` picks the cell; any other swept key (context, a `model` option that
     # changes more than the cell) splits the rows.
@@ -587,6 +609,8 @@ def summarize(
     written["csv"] = out / "jobs.csv"
 
     images = []
+    if sweep.expected is None and not (x and y):
+        note = note or "no heatmap: the sweeper chose its jobs as it went (not a grid); pass --x and --y to draw one"
     if not note:
         images.append(heatmap(sweep, metric, threshold, out / f"heatmap_{_slug(metric)}.png", x, y))
         written["heatmap"] = images[0]
@@ -616,13 +640,16 @@ def summarize(
 
     md = [f"# Sweep {sweep.folder.name}", ""]
     counts = ", ".join(f"{sweep.count(s)} {s}" for s in ("completed", "failed", "missing"))
-    expected = f"{sweep.expected} expected" if sweep.expected is not None else "number not fixed in advance"
+    if sweep.expected is not None:
+        expected = f"{sweep.expected} expected"
+    else:
+        expected = f"{sweep.trials} trials asked" if sweep.trials else "number not fixed in advance"
     md.append(f"- jobs: {expected}; {counts} ({sweep.sweeper}, {sweep.launcher})")
     for k in sweep.keys:
         md.append(f"- {'swept' if k in sweep.swept else 'fixed'}: `{k}` = {', '.join(sweep.values[k])}")
     md.append(f"- solved: `{metric} >= {threshold}` on the job's final {metric.split('/')[0]} set")
     ends = [j.folder / "metrics.json" for j in sweep.jobs if j.folder is not None and j.status != "missing"]
-    start = (sweep.folder / "multirun.yaml").stat().st_mtime
+    start = sweep.start
     if ends:
         span = max(p.stat().st_mtime for p in ends) - start
         fit = sum(_number(j.metrics.get("fit_time_s")) or 0 for j in sweep.jobs)
@@ -672,5 +699,7 @@ def summarize(
         print("\nWrote:")
         for what, path in written.items():
             print(f"  {what:<12}{path}")
-        print(f"  TensorBoard: tensorboard --logdir {sweep.folder}  (HParams tab: every job; Images: the heatmap)")
+        print(
+            f"  TensorBoard: tensorboard --logdir {sweep.folder}  (HParams: every job; Images and Text: this summary)"
+        )
     return written
