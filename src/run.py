@@ -308,6 +308,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         "tested_checkpoint": Path(best).name if best else "final weights",
         **timer.summary(),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "torch_threads": torch.get_num_threads(),  # a parallel launcher's share of the cores
     }
     if trainer.is_global_zero:
         write_json(out_dir / "metrics.json", metrics)

@@ -1,0 +1,705 @@
+"""Sweeps: run the named presets of conf/sweep/ and turn any multirun folder into a table, plots
+and a summary.
+
+A multirun folder is what `python train.py -m ...` writes: `multirun.yaml` (the sweep's config,
+with the swept overrides) and one folder per job holding `.hydra/overrides.yaml` and, once the job
+has ended, `metrics.json` (status `completed` or `failed`). The summary compares the jobs the
+sweep asked for with the jobs that left a metrics.json, so a half-finished sweep is summarized
+with its missing jobs listed. Everything written is a pure function of the folder's files:
+summarizing twice gives the same files.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import re
+import secrets
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+PRESET_DIR = ROOT / "conf" / "sweep"
+SUMMARY = "summary"  # sub-folder of the sweep folder that the summary owns
+SEED_KEY = "seed"
+COMMANDS = ("summarize", "list")  # words sweep.py reserves; a preset cannot take these names
+# Keys the capacity table reads from each job's composed config.
+CELL_KEY, HIDDEN_KEY, LAG_KEY = "model.cell", "model.hidden", "task.lag"
+# Folders inside a sweep folder that never hold jobs (submitit logs, our summary, job internals).
+NOT_JOBS = {SUMMARY, ".submitit", ".hydra", "tb", "csv", "checkpoints"}
+
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class SweepError(ValueError):
+    """A bad preset name or folder; the message is one sentence for the user."""
+
+
+# -- presets ---------------------------------------------------------------------------------
+def presets() -> dict[str, str]:
+    """Preset name -> its first comment line (what the sweep asks)."""
+    out = {}
+    for path in sorted(PRESET_DIR.glob("*.yaml")):
+        lines = [ln[1:].strip() for ln in path.read_text().splitlines() if ln.startswith("#") and "@package" not in ln]
+        out[path.stem] = lines[0] if lines else ""
+    return out
+
+
+def check_preset(name: str) -> None:
+    known = presets()
+    if name not in known:
+        raise SweepError(
+            f"sweep preset {name!r} does not exist; choose one of: {', '.join(known)} (files in {PRESET_DIR})."
+        )
+
+
+def preset_command(name: str, overrides: Sequence[str], sweep_dir: Path) -> list[str]:
+    """The `train.py -m` command line that runs a preset: the preset is one config group option
+    (`+sweep=<name>`), its grid lives in `hydra.sweeper.params`, and later overrides win."""
+    return [sys.executable, str(ROOT / "train.py"), "-m", f"+sweep={name}", f"hydra.sweep.dir={sweep_dir}", *overrides]
+
+
+def run_preset(name: str, overrides: Sequence[str], root: Path = Path("outputs/multirun")) -> tuple[int, Path]:
+    """Run a preset with train.py's real CLI, then summarize its folder (even a half-finished one,
+    after Ctrl-C). Returns (train.py's exit code, sweep folder)."""
+    check_preset(name)
+    given = [o for o in overrides if o.startswith("hydra.sweep.dir=")]
+    if given:
+        sweep_dir = Path(given[-1].split("=", 1)[1])
+        overrides = [o for o in overrides if not o.startswith("hydra.sweep.dir=")]
+    else:
+        sweep_dir = root / f"{time.strftime('%Y-%m-%d_%H-%M-%S')}_{name}_{secrets.token_hex(3)}"
+    if (sweep_dir / "multirun.yaml").exists():
+        raise SweepError(
+            f"hydra.sweep.dir={sweep_dir} already holds a sweep; pick a new folder (sweeps never overwrite)."
+        )
+    cmd = preset_command(name, overrides, sweep_dir)
+    print("running: " + " ".join(cmd[1:]), flush=True)
+    t0 = time.perf_counter()
+    try:
+        code = subprocess.call(cmd)
+    except KeyboardInterrupt:
+        code = 130
+        print("\ninterrupted: summarizing the jobs that finished", file=sys.stderr)
+    print(f"sweep {name}: train.py exited with {code} after {time.perf_counter() - t0:.1f} s", flush=True)
+    if (sweep_dir / "multirun.yaml").exists():
+        summarize(sweep_dir)
+    return code, sweep_dir
+
+
+# -- reading a multirun folder ---------------------------------------------------------------
+@dataclass
+class Job:
+    """One job of a sweep: expected by the sweep, found on disk, or both."""
+
+    overrides: dict[str, str]  # key -> value as Hydra wrote it, in the sweep's order
+    folder: Path | None = None
+    num: int | None = None
+    status: str = "missing"  # completed | failed | missing
+    metrics: dict[str, Any] = field(default_factory=dict)
+    config: dict[str, Any] = field(default_factory=dict)
+    note: str = ""  # error of a failed job, reason of a missing one
+
+    @property
+    def name(self) -> str:
+        if self.folder is not None:
+            return self.folder.name
+        return f"#{self.num} " + " ".join(f"{k}={v}" for k, v in self.overrides.items())
+
+    def value(self, key: str) -> Any:
+        """A metric (`test/exact`, `target.step`, ...) or a composed-config key (`model.hidden`)."""
+        if key in self.metrics:
+            return self.metrics[key]
+        node: Any = self.config
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return None
+            node = node[part]
+        return node
+
+
+@dataclass
+class Sweep:
+    folder: Path
+    sweeper: str
+    launcher: str
+    keys: list[str]  # every override key of the jobs, in the sweep's order
+    values: dict[str, list[str]]  # key -> its values in sweep order
+    jobs: list[Job]
+    expected: int | None  # None: the sweeper does not fix its jobs in advance (Optuna)
+    start: float  # when the sweep began (mtime of multirun.yaml or of the first job's config)
+    trials: int | None = None  # jobs an Optuna study asks for
+
+    @property
+    def swept(self) -> list[str]:
+        """Keys that take more than one value."""
+        return [k for k in self.keys if len(self.values[k]) > 1]
+
+    def count(self, status: str) -> int:
+        return sum(j.status == status for j in self.jobs)
+
+
+def _split(override: str) -> tuple[str, str]:
+    key, _, value = override.partition("=")
+    return key, value
+
+
+def _load_yaml(path: Path) -> Any:
+    return yaml.load(path.read_text(), Loader=_Loader)
+
+
+def expected_jobs(multirun: dict[str, Any]) -> list[list[str]] | None:
+    """The override lists the sweep asked for, in job-number order, expanded the way Hydra's
+    BasicSweeper does (`hydra.sweeper.params` first, then the command line). None for sweepers
+    that choose their jobs as they go (Optuna)."""
+    hydra = multirun.get("hydra") or {}
+    sweeper = hydra.get("sweeper") or {}
+    if not str(sweeper.get("_target_", "")).endswith("BasicSweeper"):
+        return None
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    args = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]
+    args += list((hydra.get("overrides") or {}).get("task") or [])
+    parsed = OverridesParser.create().parse_overrides(args)
+    batches = BasicSweeper.split_arguments(parsed, None)
+    return [list(job) for batch in batches for job in batch]
+
+
+def _job_folders(folder: Path) -> list[Path]:
+    """Folders holding a job (its .hydra/overrides.yaml or a metrics.json), at any depth."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        here = Path(dirpath)
+        if here != folder and ("metrics.json" in filenames or (here / ".hydra" / "overrides.yaml").exists()):
+            found.append(here)
+            dirnames.clear()  # a job's own sub-folders (tb/, checkpoints/) hold no jobs
+            continue
+        dirnames[:] = sorted(d for d in dirnames if d not in NOT_JOBS)
+    return found
+
+
+def _flat_metrics(m: dict[str, Any]) -> dict[str, Any]:
+    """metrics.json with its nested parts flattened: target.step, chance/exact, ..."""
+    out = {k: v for k, v in m.items() if not isinstance(v, dict)}
+    for k, v in (m.get("chance") or {}).items():
+        out[f"chance/{k}"] = v
+    for k, v in (m.get("target") or {}).items():
+        out[f"target.{k}"] = v
+    return out
+
+
+def _num(folder: Path) -> int | None:
+    m = re.match(r"(\d+)(_|$)", folder.name)
+    return int(m.group(1)) if m else None
+
+
+def load_sweep(folder: Path | str) -> Sweep:
+    """Read a multirun folder. Raises SweepError if it is not one."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise SweepError(f"sweep folder {folder} does not exist; pass the folder Hydra printed as 'sweep output dir'.")
+    if not (folder / "multirun.yaml").is_file():
+        inner = sorted(p.parent.name for p in folder.glob("*/multirun.yaml"))
+        if inner:
+            raise SweepError(
+                f"{folder} holds {len(inner)} sweeps, not one; pass one of them, e.g. {folder / inner[-1]}."
+            )
+    folders = _job_folders(folder)
+    # Hydra's basic sweeper writes multirun.yaml; the Optuna sweeper does not, but each of its jobs
+    # keeps the sweep's hydra config in .hydra/hydra.yaml.
+    source = folder / "multirun.yaml"
+    if not source.is_file():
+        source = next((p / ".hydra" / "hydra.yaml" for p in folders if (p / ".hydra" / "hydra.yaml").is_file()), source)
+    if not source.is_file():
+        raise SweepError(
+            f"{folder} is not a multirun folder (no multirun.yaml and no job folders); pass the folder that "
+            "`python train.py -m ...` printed as 'sweep output dir'."
+        )
+    multirun = _load_yaml(source) or {}
+    hydra = multirun.get("hydra") or {}
+    if hydra.get("mode") not in (None, "MULTIRUN"):
+        raise SweepError(
+            f"{folder} holds a single run, not a sweep; pass a folder written by `python train.py -m ...`."
+        )
+    expected = expected_jobs(multirun) if source.name == "multirun.yaml" else None
+
+    found: dict[tuple[str, ...], Job] = {}
+    extra: list[Job] = []
+    for path in folders:
+        ov_file = path / ".hydra" / "overrides.yaml"
+        overrides = [str(o) for o in (_load_yaml(ov_file) or [])] if ov_file.exists() else []
+        job = Job(overrides=dict(_split(o) for o in overrides), folder=path, num=_num(path))
+        cfg_file = path / ".hydra" / "config.yaml"
+        job.config = (_load_yaml(cfg_file) or {}) if cfg_file.exists() else {}
+        if (path / "metrics.json").exists():
+            metrics = json.loads((path / "metrics.json").read_text())
+            job.metrics = _flat_metrics(metrics)
+            job.status = "failed" if metrics.get("status") == "failed" else "completed"
+            job.note = metrics.get("error", "") if job.status == "failed" else ""
+        else:
+            job.note = "started, no metrics.json (still running, or killed)"
+        key = tuple(sorted(overrides))
+        if expected is None or key in found:  # a repeated job (copied in by hand) is listed as well
+            extra.append(job)
+        else:
+            found[key] = job
+
+    jobs: list[Job] = []
+    if expected is not None:
+        for i, overrides in enumerate(expected):
+            job = found.pop(tuple(sorted(overrides)), None)
+            if job is None:
+                job = Job(overrides=dict(_split(o) for o in overrides), note="not started")
+            job.num = i if job.num is None else job.num
+            jobs.append(job)
+        extra = list(found.values())  # folders the sweep did not ask for (copied in by hand)
+    jobs += sorted(extra, key=lambda j: (j.num if j.num is not None else math.inf, j.name))
+
+    keys: list[str] = []
+    values: dict[str, list[str]] = {}
+    for job in jobs:
+        for k, v in job.overrides.items():
+            if k not in values:
+                keys.append(k)
+                values[k] = []
+            if v not in values[k]:
+                values[k].append(v)
+    for k in keys:  # numbers in numeric order; names (cells) in the order the sweep gave them
+        if all(_number(v) is not None for v in values[k]):
+            values[k].sort(key=_number)
+    sweeper = hydra.get("sweeper") or {}
+    return Sweep(
+        folder=folder,
+        start=source.stat().st_mtime,
+        trials=sweeper.get("n_trials") if expected is None else None,
+        sweeper=str(sweeper.get("_target_", "?")).rsplit(".", 1)[-1],
+        launcher=str((hydra.get("launcher") or {}).get("_target_", "?")).rsplit(".", 1)[-1],
+        keys=keys,
+        values=values,
+        jobs=jobs,
+        expected=len(expected) if expected is not None else None,
+    )
+
+
+def _number(v: Any) -> float | None:
+    if isinstance(v, bool):
+        return None
+    if isinstance(v, (int, float)):
+        return float(v)
+    try:
+        return float(str(v))
+    except ValueError:
+        return None
+
+
+# -- tables ----------------------------------------------------------------------------------
+def solved(job: Job, metric: str, threshold: float) -> bool | None:
+    """None when the job has no value for the metric (failed or missing)."""
+    v = _number(job.metrics.get(metric)) if job.status == "completed" else None
+    return None if v is None else v >= threshold
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return str(v)
+
+
+def job_rows(sweep: Sweep, metric: str, threshold: float) -> tuple[list[str], list[dict[str, str]]]:
+    """One row per job (expected or found): overrides, final metrics, steps, time to target, status."""
+    scalar = sorted({k for j in sweep.jobs for k in j.metrics if "/" in k})
+    order = {"test": 0, "val": 1, "chance": 2}
+    scalar.sort(key=lambda k: (order.get(k.split("/")[0], 3), k))
+    fields = ["job", "num", "status", *sweep.keys, "solved", *scalar]
+    fields += ["steps", "target.reached", "target.step", "target.seconds", "fit_time_s", "wall_time_s"]
+    fields += ["params", "torch_threads", "note"]
+    rows = []
+    for j in sweep.jobs:
+        s = solved(j, metric, threshold)
+        row = {"job": j.name, "num": _fmt(j.num), "status": j.status, "solved": "" if s is None else str(s).lower()}
+        row |= {k: j.overrides.get(k, "") for k in sweep.keys}
+        row |= {k: _fmt(j.metrics.get(k)) for k in fields if k not in row}
+        row["note"] = j.note
+        rows.append(row)
+    return fields, rows
+
+
+@dataclass
+class Group:
+    """The jobs of one configuration that differ only by seed."""
+
+    key: tuple[str, ...]  # values of the swept keys other than the seed
+    jobs: list[Job]
+
+    def values(self, metric: str) -> list[float]:
+        return [v for j in self.jobs if j.status == "completed" and (v := _number(j.metrics.get(metric))) is not None]
+
+    def stats(self, metric: str) -> tuple[float, float, int] | None:
+        """(mean, spread, n): spread is the sample standard deviation over seeds (0 for one)."""
+        vals = self.values(metric)
+        if not vals:
+            return None
+        return statistics.fmean(vals), statistics.stdev(vals) if len(vals) > 1 else 0.0, len(vals)
+
+    def solved(self, metric: str, threshold: float) -> tuple[int, int]:
+        flags = [s for j in self.jobs if (s := solved(j, metric, threshold)) is not None]
+        return sum(flags), len(flags)
+
+
+def group_jobs(sweep: Sweep, keys: Sequence[str]) -> dict[tuple[str, ...], Group]:
+    groups: dict[tuple[str, ...], Group] = {}
+    for j in sweep.jobs:
+        key = tuple(j.overrides.get(k, "") for k in keys)
+        groups.setdefault(key, Group(key, [])).jobs.append(j)
+    # Order by the sweep's value order, so tables read like the grid.
+    rank = {k: {v: i for i, v in enumerate(sweep.values.get(k, []))} for k in keys}
+    return dict(sorted(groups.items(), key=lambda kv: [rank[k].get(v, -1) for k, v in zip(keys, kv[0], strict=True)]))
+
+
+def _pm(stats: tuple[float, float, int] | None, digits: int = 3) -> str:
+    if stats is None:
+        return "-"
+    mean, spread, n = stats
+    return f"{mean:.{digits}f} ± {spread:.{digits}f}" if n > 1 else f"{mean:.{digits}f}"
+
+
+def capacity_table(sweep: Sweep, metric: str, threshold: float) -> tuple[list[str], list[list[str]]] | None:
+    """Smallest hidden size that solves each lag, for each cell (and each value of any other swept
+    key). A size solves a lag when more than half of its seeds reach `metric >= threshold`;
+    the cell shows `size (solved seeds/seeds)`, or `> largest` when no swept size does."""
+    done = [j for j in sweep.jobs if j.status == "completed"]
+    grid = sweep.expected is not None and (HIDDEN_KEY in sweep.swept or LAG_KEY in sweep.swept)
+    if not grid or not done or any(j.value(k) is None for j in done for k in (CELL_KEY, HIDDEN_KEY, LAG_KEY)):
+        return None
+    # `model=rnn,lstm,gru` picks the cell; any other swept key (context, a `model` option that
+    # changes more than the cell) splits the rows.
+    cell_only = all(j.overrides.get("model", j.value(CELL_KEY)) == j.value(CELL_KEY) for j in done)
+    skip = (SEED_KEY, CELL_KEY, HIDDEN_KEY, LAG_KEY, *(("model",) if cell_only else ()))
+    other = [k for k in sweep.swept if k not in skip]
+    cells = list(dict.fromkeys(str(j.value(CELL_KEY)) for j in done))
+    lags = sorted({int(j.value(LAG_KEY)) for j in done})
+    hiddens = sorted({int(j.value(HIDDEN_KEY)) for j in done})
+    tally: dict[tuple, list[bool]] = {}
+    for j in done:
+        s = solved(j, metric, threshold)
+        key = (str(j.value(CELL_KEY)), *(j.overrides.get(k, "") for k in other), int(j.value(LAG_KEY)))
+        tally.setdefault((*key, int(j.value(HIDDEN_KEY))), []).append(bool(s))
+    row_keys = list(dict.fromkeys(k[:-2] for k in tally))
+    row_keys.sort(key=lambda r: (cells.index(r[0]), *r[1:]))
+    header = ["cell", *other, *(f"lag {lag}" for lag in lags)]
+    rows = []
+    for rk in row_keys:
+        row = list(rk)
+        for lag in lags:
+            entry = "-"
+            tried = [h for h in hiddens if (*rk, lag, h) in tally]
+            for h in tried:
+                flags = tally[(*rk, lag, h)]
+                if sum(flags) * 2 > len(flags):
+                    entry = f"{h} ({sum(flags)}/{len(flags)})"
+                    break
+            else:
+                if tried:
+                    entry = f"> {tried[-1]}"
+            row.append(entry)
+        rows.append(row)
+    return header, rows
+
+
+def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def _text_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
+    lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in [header, *rows]]
+    return "\n".join(lines)
+
+
+# -- heatmaps --------------------------------------------------------------------------------
+def choose_axes(sweep: Sweep, x: str | None = None, y: str | None = None) -> tuple[str | None, str | None, list[str]]:
+    """(x, y, facets): two swept keys for the heatmap axes, one panel per value of the others.
+    Defaults: y = task.lag and x = model.hidden when both are swept, else numeric keys first."""
+    free = [k for k in sweep.swept if k != SEED_KEY]
+    for key, name in ((x, "--x"), (y, "--y")):
+        if key is not None and key not in free:
+            raise SweepError(f"{name}={key!r} is not a swept key of this sweep; choose one of: {', '.join(free)}.")
+    if x is None and y is None and LAG_KEY in free and HIDDEN_KEY in free:
+        x, y = HIDDEN_KEY, LAG_KEY
+    numeric = [k for k in free if all(_number(v) is not None for v in sweep.values[k])]
+    rest = [k for k in numeric + free if k not in (x, y)]
+    rest = list(dict.fromkeys(rest))
+    if y is None and rest and (x is not None or len(rest) > 1):  # one free key alone: a one-row strip
+        y = rest.pop(0)
+    if x is None and rest:
+        x = rest.pop(0)
+    return x, y, [k for k in free if k not in (x, y)]
+
+
+def heatmap(
+    sweep: Sweep, metric: str, threshold: float, path: Path, x: str | None = None, y: str | None = None
+) -> Path:
+    """One panel per value of the facet keys; each cell the mean of `metric` over seeds, written
+    with its spread (sample std) and how many seeds solve (metric >= threshold). Cells with no
+    completed job say why (failed / missing)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    x, y, facets = choose_axes(sweep, x, y)
+    xs = sweep.values[x] if x else [""]
+    ys = sweep.values[y] if y else [""]
+    panels = list(group_jobs(sweep, facets)) if facets else [()]
+    groups = group_jobs(sweep, [k for k in (*facets, y, x) if k])
+    bounded = metric.split("/")[-1] in ("acc", "exact")
+    all_vals = [v for g in groups.values() for v in g.values(metric)]
+    vmin, vmax = (0.0, 1.0) if bounded or not all_vals else (min(all_vals), max(all_vals))
+
+    ncols = min(len(panels), 3)
+    nrows = math.ceil(len(panels) / ncols)
+    w = max(3.0, 1.1 * len(xs) + 1.2)
+    h = max(1.6, 0.62 * len(ys) + 1.3)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(w * ncols + 1.2, h * nrows + 0.6), squeeze=False, layout="constrained"
+    )
+    cmap = matplotlib.colormaps["viridis"].copy()
+    cmap.set_bad("#d9d9d9")
+    image = None
+    for ax, panel in zip(axes.flat, panels, strict=False):
+        grid = np.full((len(ys), len(xs)), np.nan)
+        for iy, yv in enumerate(ys):
+            for ix, xv in enumerate(xs):
+                key = (*panel, *([yv] if y else []), *([xv] if x else []))
+                g = groups.get(key)
+                stats = g.stats(metric) if g else None
+                if stats is None:
+                    why = "missing" if g is None or all(j.status == "missing" for j in g.jobs) else "failed"
+                    ax.text(ix, iy, why, ha="center", va="center", fontsize=7, color="#555555")
+                    continue
+                grid[iy, ix] = stats[0]
+                ok, n = g.solved(metric, threshold)
+                label = (f"{stats[0]:.2f}±{stats[1]:.2f}" if n > 1 else f"{stats[0]:.2f}") + f"\n{ok}/{n} solved"
+                dark = (stats[0] - vmin) / ((vmax - vmin) or 1) < 0.6
+                ax.text(ix, iy, label, ha="center", va="center", fontsize=7, color="white" if dark else "black")
+        image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto", origin="lower")
+        ax.set_xticks(range(len(xs)), xs)
+        ax.set_yticks(range(len(ys)), ys)
+        ax.set_xlabel(x or "")
+        ax.set_ylabel(y or "")
+        ax.set_title(", ".join(f"{k}={v}" for k, v in zip(facets, panel, strict=True)) or metric, fontsize=9)
+    for ax in list(axes.flat)[len(panels) :]:
+        ax.axis("off")
+    seeds = len(sweep.values.get(SEED_KEY, [])) or 1
+    fig.suptitle(
+        f"{metric}: mean over {seeds} seed{'s' if seeds > 1 else ''} (± sample std); solved: {metric} >= {threshold}",
+        fontsize=10,
+    )
+    if image is not None:
+        fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label=metric)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, metadata={"Software": None})  # no version string: same bytes every time
+    plt.close(fig)
+    return path
+
+
+# -- TensorBoard -------------------------------------------------------------------------------
+def write_tensorboard(folder: Path, images: Sequence[Path], markdown: str, wall_time: float) -> Path:
+    """Heatmaps (image tab) and the summary (text tab) as one TensorBoard run `summary/tb` beside
+    the jobs' runs, so `tensorboard --logdir <sweep folder>` shows them with the HParams tab.
+    A fixed file name and wall time make the file the same on every re-run."""
+    from tensorboard.compat.proto.event_pb2 import Event
+    from tensorboard.compat.proto.summary_pb2 import Summary, SummaryMetadata
+    from tensorboard.compat.proto.tensor_pb2 import TensorProto
+    from tensorboard.compat.proto.tensor_shape_pb2 import TensorShapeProto
+    from tensorboard.summary.writer.record_writer import RecordWriter
+
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "events.out.tfevents.summary"
+    values = []
+    for img in images:
+        data = img.read_bytes()
+        width, height = int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")  # PNG IHDR
+        values.append(
+            Summary.Value(
+                tag=f"sweep/{img.stem}",
+                image=Summary.Image(height=height, width=width, colorspace=4, encoded_image_string=data),
+            )
+        )
+    text_meta = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(plugin_name="text"))
+    values.append(
+        Summary.Value(
+            tag="sweep/summary",
+            metadata=text_meta,
+            tensor=TensorProto(
+                dtype=7,  # DT_STRING
+                string_val=[markdown.encode()],
+                tensor_shape=TensorShapeProto(dim=[TensorShapeProto.Dim(size=1)]),
+            ),
+        )
+    )
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as f:
+        writer = RecordWriter(f)
+        writer.write(Event(wall_time=wall_time, file_version="brain.Event:2").SerializeToString())
+        writer.write(Event(wall_time=wall_time, step=0, summary=Summary(value=values)).SerializeToString())
+        writer.flush()
+    os.replace(tmp, path)
+    return path
+
+
+# -- the summary -----------------------------------------------------------------------------
+def _write(path: Path, text: str) -> None:
+    """Atomic: an interrupted summary never leaves half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _slug(metric: str) -> str:
+    return re.sub(r"[^A-Za-z0-9.]+", "-", metric).strip("-")
+
+
+def summarize(
+    folder: Path | str,
+    metric: str = "test/exact",
+    threshold: float = 0.99,
+    out: Path | str | None = None,
+    x: str | None = None,
+    y: str | None = None,
+    quiet: bool = False,
+) -> dict[str, Path]:
+    """Write jobs.csv, summary.md, heatmap PNGs and a TensorBoard run for a multirun folder into
+    `out` (default <folder>/summary); print where. Returns {what: path}."""
+    sweep = load_sweep(folder)
+    out = Path(out) if out is not None else sweep.folder / SUMMARY
+    if not any(j.status != "missing" for j in sweep.jobs):
+        note = f"{sweep.folder} has no finished job yet"
+    else:
+        note = ""
+    choose_axes(sweep, x, y)  # a bad --x/--y fails here, before anything is written
+    out.mkdir(parents=True, exist_ok=True)
+    written: dict[str, Path] = {}
+
+    fields, rows = job_rows(sweep, metric, threshold)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    _write(out / "jobs.csv", buf.getvalue())
+    written["csv"] = out / "jobs.csv"
+
+    images = []
+    if sweep.expected is None and not (x and y):
+        note = note or "no heatmap: the sweeper chose its jobs as it went (not a grid); pass --x and --y to draw one"
+    if not note:
+        images.append(heatmap(sweep, metric, threshold, out / f"heatmap_{_slug(metric)}.png", x, y))
+        written["heatmap"] = images[0]
+
+    free = [k for k in sweep.swept if k != SEED_KEY]
+    groups = group_jobs(sweep, free)
+    g_header = [*free, "seeds", "solved", metric, "steps", "steps to target", "fit s"]
+    g_rows = []
+    for key, g in groups.items():
+        ok, n = g.solved(metric, threshold)
+        reached = [int(j.metrics["target.step"]) for j in g.jobs if j.metrics.get("target.step") is not None]
+        fails = sum(j.status == "failed" for j in g.jobs)
+        missing = sum(j.status == "missing" for j in g.jobs)
+        seeds = f"{n}" + (f" (+{fails} failed)" if fails else "") + (f" (+{missing} missing)" if missing else "")
+        g_rows.append(
+            [
+                *key,
+                seeds,
+                f"{ok}/{n}",
+                _pm(g.stats(metric)),
+                _pm(g.stats("steps"), 0),
+                f"{statistics.median(reached):.0f} ({len(reached)}/{len(g.jobs)})" if reached else "-",
+                _pm(g.stats("fit_time_s"), 1),
+            ]
+        )
+    capacity = capacity_table(sweep, metric, threshold)
+
+    md = [f"# Sweep {sweep.folder.name}", ""]
+    counts = ", ".join(f"{sweep.count(s)} {s}" for s in ("completed", "failed", "missing"))
+    if sweep.expected is not None:
+        expected = f"{sweep.expected} expected"
+    else:
+        expected = f"{sweep.trials} trials asked" if sweep.trials else "number not fixed in advance"
+    md.append(f"- jobs: {expected}; {counts} ({sweep.sweeper}, {sweep.launcher})")
+    for k in sweep.keys:
+        md.append(f"- {'swept' if k in sweep.swept else 'fixed'}: `{k}` = {', '.join(sweep.values[k])}")
+    md.append(f"- solved: `{metric} >= {threshold}` on the job's final {metric.split('/')[0]} set")
+    ends = [j.folder / "metrics.json" for j in sweep.jobs if j.folder is not None and j.status != "missing"]
+    start = sweep.start
+    if ends:
+        span = max(p.stat().st_mtime for p in ends) - start
+        fit = sum(_number(j.metrics.get("fit_time_s")) or 0 for j in sweep.jobs)
+        md.append(
+            f"- time: {span:.0f} s from the sweep's start to its last metrics.json; {fit:.0f} s of fitting in all"
+        )
+    if note:
+        md += ["", f"{note}."]
+    if capacity:
+        md += ["", f"## Smallest `{HIDDEN_KEY}` that solves each lag", ""]
+        md += [
+            f"Smallest swept hidden size at which more than half of the seeds reach `{metric} >= {threshold}` "
+            "(solved seeds/seeds); `> n`: no swept size up to n does.",
+            "",
+            _md_table(*capacity),
+        ]
+    md += ["", f"## Results by configuration ({metric}: mean ± sample std over seeds)", "", _md_table(g_header, g_rows)]
+    md += [
+        "",
+        "`steps`: optimizer steps trained (mean ± std); `steps to target`: median step at which the "
+        "validation target was reached (jobs that reached it/jobs).",
+    ]
+    if images:
+        md += ["", "## Heatmap", ""] + [f"![{metric}]({img.name})" for img in images]
+    failed = [j for j in sweep.jobs if j.status == "failed"]
+    if failed:
+        md += ["", f"## Failed jobs ({len(failed)})", ""] + [f"- `{j.name}`: {j.note}" for j in failed]
+    missing = [j for j in sweep.jobs if j.status == "missing"]
+    if missing:
+        md += ["", f"## Missing jobs ({len(missing)})", ""] + [f"- `{j.name}`: {j.note}" for j in missing]
+    markdown = "\n".join(md) + "\n"
+    _write(out / "summary.md", markdown)
+    written["markdown"] = out / "summary.md"
+    written["tensorboard"] = write_tensorboard(sweep.folder / SUMMARY / "tb", images, markdown, start)
+
+    if not quiet:
+        print(f"\nSweep {sweep.folder}: {expected}; {counts}")
+        if capacity:
+            print(f"\nSmallest {HIDDEN_KEY} that solves each lag ({metric} >= {threshold} in most seeds):")
+            print(_text_table(*capacity))
+        print(f"\nBy configuration ({metric} >= {threshold} counts as solved):")
+        print(_text_table(g_header, g_rows))
+        for j in failed:
+            print(f"failed: {j.name}: {j.note}")
+        for j in missing:
+            print(f"missing: {j.name}: {j.note}")
+        print("\nWrote:")
+        for what, path in written.items():
+            print(f"  {what:<12}{path}")
+        print(
+            f"  TensorBoard: tensorboard --logdir {sweep.folder}  (HParams: every job; Images and Text: this summary)"
+        )
+    return written

@@ -1,0 +1,54 @@
+"""Run a named sweep, or summarize any multirun folder (see README, section Sweeps).
+
+    python sweep.py list                                 presets in conf/sweep/
+    python sweep.py <preset> [override ...]              run it (train.py -m, parallel launcher), then summarize
+    python sweep.py summarize <multirun folder> [--metric test/exact] [--threshold 0.99]
+                                                [--x KEY] [--y KEY] [--out DIR]
+
+The logic lives in src/sweeps.py; this file only reads the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def main(argv: list[str]) -> int:
+    from src.sweeps import COMMANDS, SweepError, presets, run_preset, summarize
+
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__)
+        print("Presets:")
+        for name, about in presets().items():
+            print(f"  {name:<10}{about}")
+        return 0 if argv else 2
+    try:
+        if argv[0] == "list":
+            for name, about in presets().items():
+                print(f"{name:<10}{about}")
+            return 0
+        if argv[0] == "summarize":
+            p = argparse.ArgumentParser(prog="sweep.py summarize", description="Summarize a multirun folder.")
+            p.add_argument("folder", help="the sweep folder (with multirun.yaml) that train.py -m printed")
+            p.add_argument("--metric", default="test/exact", help="metric of the table, heatmap and 'solved'")
+            p.add_argument("--threshold", type=float, default=0.99, help="a job solves when metric >= threshold")
+            p.add_argument("--x", default=None, help="swept key along the heatmap's x axis (default model.hidden)")
+            p.add_argument("--y", default=None, help="swept key along the heatmap's y axis (default task.lag)")
+            p.add_argument("--out", default=None, help="folder for csv/md/png (default <folder>/summary)")
+            a = p.parse_args(argv[1:])
+            summarize(a.folder, metric=a.metric, threshold=a.threshold, out=a.out, x=a.x, y=a.y)
+            return 0
+        if argv[0].startswith("-") or argv[0] in COMMANDS:
+            raise SweepError(
+                f"unknown option {argv[0]!r}; use: sweep.py list | <preset> [overrides] | summarize <folder>."
+            )
+        code, _ = run_preset(argv[0], argv[1:])
+        return code
+    except SweepError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,257 @@
+"""Sweeps for real: multiruns on the basic, parallel (joblib) and submitit-local launchers, a sweep
+with a failing job, sweep.py's summary (CSV, markdown, heatmap, TensorBoard) and its errors, the
+presets' grids, and an Optuna study of 2 trials."""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+from hydra import compose, initialize_config_dir
+
+from src.sweeps import SweepError, expected_jobs, load_sweep, summarize
+from tests.conftest import CONF, run_cli
+
+# Real training on a budget that LSTM(50) solves (echo lag 1 in a window of 5: ~200 steps) and
+# that 2 units cannot: every job ends within a few seconds on one thread.
+BUDGET = [
+    "logger=none",
+    "hardware.threads=1",
+    "callbacks.model_checkpoint=null",
+    "trainer.max_steps=500",
+    "trainer.val_check_interval=50",
+    "data.val_size=300",
+    "data.test_size=300",
+    "samples=0",
+]
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def jobs_of(sweep_dir: Path) -> dict[str, dict]:
+    """Job folder name -> its metrics.json."""
+    return {p.parent.name: json.loads(p.read_text()) for p in sweep_dir.glob("*/metrics.json")}
+
+
+def by_hidden(jobs: dict[str, dict], hidden: int) -> dict:
+    (m,) = [m for name, m in jobs.items() if f"model.hidden={hidden}," in name + ","]
+    return m
+
+
+@pytest.fixture(scope="module")
+def failing_sweep(tmp_path_factory) -> Path:
+    """Basic launcher: lag 1 and lag 5 (outside the window of 5: a ConfigError) x hidden 2 and 50."""
+    sweep = tmp_path_factory.mktemp("basic") / "sweep"
+    r = run_cli("-m", "task.lag=1,5", "model.hidden=2,50", *BUDGET, f"hydra.sweep.dir={sweep}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    return sweep
+
+
+def test_basic_multirun_records_every_job_and_survives_a_failing_one(failing_sweep):
+    names = sorted(p.name for p in failing_sweep.iterdir() if p.is_dir())
+    assert names == [
+        "0_hardware.threads=1,model.hidden=2,task.lag=1",
+        "1_hardware.threads=1,model.hidden=50,task.lag=1",
+        "2_hardware.threads=1,model.hidden=2,task.lag=5",
+        "3_hardware.threads=1,model.hidden=50,task.lag=5",
+    ]
+    jobs = {n.split("_")[0]: m for n, m in jobs_of(failing_sweep).items()}
+    assert jobs["1"]["status"] == "completed" and jobs["1"]["test/exact"] >= 0.99 and jobs["1"]["target"]["reached"]
+    assert jobs["0"]["status"] == "completed" and jobs["0"]["test/exact"] < 0.5  # 2 units cannot hold 1 of 100
+    for k in ("2", "3"):  # the bad lag is refused before anything is built, and the sweep went on
+        assert jobs[k]["status"] == "failed"
+        assert "task.lag" in jobs[k]["error"] and "exceeds task.context=5" in jobs[k]["error"]
+
+
+def test_summary_of_a_sweep_with_a_failing_job(failing_sweep):
+    r = run_cli("summarize", str(failing_sweep), script="sweep.py")
+    assert r.returncode == 0, r.stderr
+    out = failing_sweep / "summary"
+    for name in ("jobs.csv", "summary.md", "heatmap_test-exact.png"):
+        assert str(out / name) in r.stdout  # it says where it wrote them
+    rows = list(csv.DictReader((out / "jobs.csv").open()))
+    assert [(r["task.lag"], r["model.hidden"], r["status"], r["solved"]) for r in rows] == [
+        ("1", "2", "completed", "false"),
+        ("1", "50", "completed", "true"),
+        ("5", "2", "failed", ""),
+        ("5", "50", "failed", ""),
+    ]
+    assert float(rows[1]["test/exact"]) >= 0.99 and rows[1]["target.reached"] == "true"
+    assert int(rows[1]["target.step"]) <= 500 and float(rows[1]["target.seconds"]) > 0
+    assert "exceeds task.context=5" in rows[2]["note"]
+    md = (out / "summary.md").read_text()
+    assert "4 expected; 2 completed, 2 failed, 0 missing" in md
+    assert "| lstm | 50 (1/1) |" in md  # smallest hidden that solves lag 1
+    assert "## Failed jobs (2)" in md
+    assert (out / "heatmap_test-exact.png").read_bytes().startswith(PNG)
+
+    # Idempotent: a second run writes the same bytes.
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    summarize(failing_sweep, quiet=True)
+    after = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before
+
+
+def test_half_finished_sweep_lists_its_missing_jobs(failing_sweep, tmp_path):
+    half = tmp_path / "half"
+    shutil.copytree(failing_sweep, half, ignore=shutil.ignore_patterns("summary"))
+    shutil.rmtree(half / "3_hardware.threads=1,model.hidden=50,task.lag=5")  # never started
+    (half / "0_hardware.threads=1,model.hidden=2,task.lag=1" / "metrics.json").unlink()  # killed mid-run
+    summarize(half, quiet=True)
+    md = (half / "summary" / "summary.md").read_text()
+    assert "4 expected; 1 completed, 1 failed, 2 missing" in md
+    assert "`0_hardware.threads=1,model.hidden=2,task.lag=1`: started, no metrics.json" in md
+    assert "`#3 task.lag=5 model.hidden=50 " in md and "not started" in md
+    statuses = [r["status"] for r in csv.DictReader((half / "summary" / "jobs.csv").open())]
+    assert statuses == ["missing", "completed", "failed", "missing"]
+
+
+def test_parallel_launcher_shares_the_cores_and_tensorboard_compares_the_jobs(tmp_path):
+    from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+    from tensorboard.plugins.hparams import metadata
+
+    sweep = tmp_path / "sweep"
+    args = [a for a in BUDGET if a not in ("logger=none", "hardware.threads=1")]
+    r = run_cli("-m", "hydra/launcher=parallel", "model.hidden=2,50", *args, f"hydra.sweep.dir={sweep}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "Joblib.Parallel(n_jobs=-1" in r.stdout + r.stderr
+    jobs = jobs_of(sweep)
+    assert len(jobs) == 2 and all(m["status"] == "completed" for m in jobs.values())
+    assert by_hidden(jobs, 50)["test/exact"] >= 0.99
+    # Loky sets OMP_NUM_THREADS = cores // workers in each worker, and torch follows it.
+    assert all(m["torch_threads"] == 1 for m in jobs.values())
+
+    summarize(sweep, quiet=True)
+    mux = EventMultiplexer().AddRunsFromDirectory(str(sweep))
+    mux.Reload()
+    hparams = mux.PluginRunToTagToContent("hparams")
+    seen = {}
+    for run, tags in hparams.items():
+        info = metadata.parse_session_start_info_plugin_data(tags[metadata.SESSION_START_INFO_TAG])
+        seen[run.split("/")[0]] = info.hparams["model.hidden"].number_value
+    assert seen == {"0_model.hidden=2": 2.0, "1_model.hidden=50": 50.0}  # one HParams session per job
+    image = mux.Images("summary/tb", "sweep/heatmap_test-exact")
+    assert len(image) == 1 and image[0].width > 100
+
+
+def test_submitit_local_launcher_runs_the_sweep(tmp_path):
+    sweep = tmp_path / "sweep"
+    r = run_cli(
+        "-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=5", "model.hidden=2,50", *BUDGET,
+        f"hydra.sweep.dir={sweep}",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    jobs = jobs_of(sweep)
+    assert sorted(jobs) == ["0_hardware.threads=1,model.hidden=2", "1_hardware.threads=1,model.hidden=50"]
+    assert by_hidden(jobs, 50)["test/exact"] >= 0.99 and by_hidden(jobs, 2)["status"] == "completed"
+    assert list((sweep / ".submitit").iterdir())  # submitit's own job logs
+    assert load_sweep(sweep).count("completed") == 2  # its .submitit folder is not mistaken for a job
+
+
+def test_optuna_search_composes_and_runs_two_trials(tmp_path):
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        cfg = compose("train", overrides=["hparams_search=echo_optuna"], return_hydra_config=True)
+    sweeper = cfg.hydra.sweeper
+    assert sweeper._target_.endswith("OptunaSweeper") and sweeper.direction == "maximize"
+    assert cfg.optimized_metric == "val/exact" and set(sweeper.params) >= {"optim.optimizer.lr", "model.hidden"}
+
+    sweep = tmp_path / "optuna"
+    r = run_cli(
+        "-m", "hparams_search=echo_optuna", "hydra.sweeper.n_trials=2", "trainer.max_steps=100", *BUDGET,
+        f"hydra.sweep.dir={sweep}",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    result = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
+    jobs = jobs_of(sweep)
+    assert len(jobs) == 2 and all(m["status"] == "completed" for m in jobs.values())
+    assert result["best_value"] == max(m["val/exact"] for m in jobs.values())  # Optuna saw train.py's return
+    summarize(sweep, quiet=True)  # the Optuna sweeper writes no multirun.yaml; its folder still summarizes
+    md = (sweep / "summary" / "summary.md").read_text()
+    assert "2 trials asked; 2 completed" in md
+
+
+def test_sweep_py_runs_a_preset_then_summarizes(tmp_path):
+    sweep = tmp_path / "capacity"
+    r = run_cli(
+        "capacity", "model=lstm", "task.lag=1", "model.hidden=4,64", "seed=0", "trainer.max_steps=500",
+        f"hydra.sweep.dir={sweep}", script="sweep.py",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    multirun = yaml.safe_load((sweep / "multirun.yaml").read_text())
+    assert multirun["hydra"]["launcher"]["_target_"].endswith("JoblibLauncher")  # the preset's launcher
+    jobs = jobs_of(sweep)
+    assert sorted(jobs) == [
+        "0_model.hidden=4,model=lstm,seed=0,task.lag=1",
+        "1_model.hidden=64,model=lstm,seed=0,task.lag=1",
+    ]
+    job_cfg = yaml.safe_load(
+        (sweep / "1_model.hidden=64,model=lstm,seed=0,task.lag=1" / ".hydra" / "config.yaml").read_text()
+    )
+    assert job_cfg["task"]["context"] == 9 and job_cfg["callbacks"]["model_checkpoint"] is None
+    assert by_hidden(jobs, 64)["test/exact"] >= 0.99 and by_hidden(jobs, 4)["test/exact"] < 0.5
+    assert "lstm  64 (1/1)" in r.stdout and str(sweep / "summary" / "summary.md") in r.stdout
+
+
+def test_presets_cover_the_grids_they_promise():
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        grids = {
+            name: compose("train", overrides=[f"+sweep={name}"], return_hydra_config=True)
+            for name in ("capacity", "context", "hidden")
+        }
+    jobs = {
+        name: expected_jobs({"hydra": {"sweeper": dict(cfg.hydra.sweeper), "overrides": {"task": []}}})
+        for name, cfg in grids.items()
+    }
+    params = {k: str(v).split(",") for k, v in grids["capacity"].hydra.sweeper.params.items()}
+    assert set(params["model"]) == {"rnn", "lstm", "gru"} and len(params["seed"]) == 3
+    lags, hidden = [int(v) for v in params["task.lag"]], [int(v) for v in params["model.hidden"]]
+    assert len(lags) >= 4 and min(lags) == 1 and max(lags) == 8
+    assert len(hidden) >= 4 and min(hidden) == 4 and max(hidden) == 64
+    assert len(jobs["capacity"]) == 3 * len(lags) * len(hidden) * 3 >= 144
+    assert grids["capacity"].task.context >= max(lags) + 1  # every lag lies inside the window
+    assert [j[0] for j in jobs["hidden"]] == ["model.hidden=2", "model.hidden=8", "model.hidden=50"]
+    for cfg in grids.values():
+        assert cfg.hydra.launcher._target_.endswith("JoblibLauncher")
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        slurm = compose("train", overrides=["hydra/launcher=slurm"], return_hydra_config=True).hydra.launcher
+    assert slurm._target_.endswith("SlurmLauncher") and slurm.cpus_per_task >= 1
+
+
+def test_sweep_py_refuses_bad_input_before_any_work(tmp_path):
+    r = run_cli("nope", script="sweep.py")
+    assert r.returncode == 2 and "sweep preset 'nope' does not exist; choose one of: capacity" in r.stderr
+    run_dir = tmp_path / "single"
+    (run_dir / ".hydra").mkdir(parents=True)
+    r = run_cli("summarize", str(run_dir), script="sweep.py")
+    assert r.returncode == 2 and "is not a multirun folder" in r.stderr
+    r = run_cli("summarize", str(tmp_path / "absent"), script="sweep.py")
+    assert r.returncode == 2 and "does not exist" in r.stderr
+    assert not (run_dir / "summary").exists() and list(tmp_path.iterdir()) == [run_dir]
+
+
+def test_summary_refuses_an_axis_the_sweep_did_not_sweep(failing_sweep, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(failing_sweep, copy, ignore=shutil.ignore_patterns("summary"))
+    with pytest.raises(
+        SweepError, match="--x='task.context' is not a swept key of this sweep; choose one of: task.lag"
+    ):
+        summarize(copy, x="task.context", quiet=True)
+    assert not (copy / "summary").exists()  # refused before writing anything
+
+
+@pytest.mark.slow(reason="the acceptance run of `python sweep.py hidden`: 3 jobs of up to 2,000 steps (~30 s)")
+def test_sweep_py_hidden_preset_2_fails_50_solves(tmp_path):
+    sweep = tmp_path / "hidden"
+    r = run_cli("hidden", f"hydra.sweep.dir={sweep}", script="sweep.py", timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    rows = {r["model.hidden"]: r for r in csv.DictReader((sweep / "summary" / "jobs.csv").open())}
+    assert rows["2"]["solved"] == "false" and float(rows["2"]["test/exact"]) < 0.5
+    assert rows["50"]["solved"] == "true" and rows["50"]["target.reached"] == "true"
+    assert (sweep / "summary" / "heatmap_test-exact.png").read_bytes().startswith(PNG)
+    # The printed table says it: 2 units solve in 0 of 1 seeds, 50 units in 1 of 1.
+    lines = [ln.split() for ln in r.stdout.splitlines()]
+    assert ["2", "1", "0/1"] in [ln[:3] for ln in lines] and ["50", "1", "1/1"] in [ln[:3] for ln in lines]
+    assert "Smallest model.hidden that solves each lag" in r.stdout
