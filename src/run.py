@@ -112,7 +112,7 @@ def print_summary(metrics: dict[str, Any], rows: list[dict[str, Any]], out_dir: 
         lines.append(f"  {ok} {r['input']} -> {r['expected']} | {r['predicted']}")
     lines.append("")
     lines.append(f"  {'metric':<12}{'test':>10}{'val':>10}{'chance':>10}")
-    for name in ("loss", "acc", "exact", "mse", "mae"):
+    for name in ("loss", "acc", "exact", "mse", "mae", "pred_mean", "pred_std"):
         if f"test/{name}" in metrics:
             test, val = metrics[f"test/{name}"], metrics.get(f"val/{name}")
             chance = metrics["chance"].get(name)
@@ -125,7 +125,8 @@ def print_summary(metrics: dict[str, Any], rows: list[dict[str, Any]], out_dir: 
         if tgt["reached"]
         else f"not reached (best {tgt['monitor']} = {_fmt(tgt['best'])})"
     )
-    lines.append(f"  target {tgt['monitor']} >= {tgt['target']}: {reached}")
+    op = "<=" if tgt.get("mode") == "min" else ">="
+    lines.append(f"  target {tgt['monitor']} {op} {tgt['target']}: {reached}")
     lines.append(f"  steps {metrics['steps']}, params {metrics['params']}, wall {metrics['wall_time_s']:.1f} s")
     lines.append(f"Run folder: {out_dir}")
     print("\n".join(lines), flush=True)
