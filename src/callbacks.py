@@ -51,6 +51,7 @@ class TargetReached(pl.Callback):
     def summary(self) -> dict[str, Any]:
         return {
             "monitor": self.monitor,
+            "mode": self.mode,
             "target": self.target,
             "best": self.best,
             "reached": self.reached_step is not None,

@@ -114,8 +114,20 @@ def make_task(task: Any, tbptt: int = 1) -> Task:
     stateful = g.get("stateful", False)
     if not isinstance(stateful, bool):
         raise ConfigError(f"task.stateful={stateful!r} is not allowed; it must be true or false.")
+    tbptt = _int("model.tbptt", tbptt)  # checked here first: it fills a null task.chunk below
+    if tbptt > 1 and not stateful:
+        raise ConfigError(
+            f"model.tbptt={tbptt} only applies to task.stateful=true (a stateless model backpropagates "
+            "through its whole window); use tbptt=1 or a stateful task."
+        )
     seq_len = _int("task.seq_len", g.get("seq_len") or context)
     chunk = _int("task.chunk", g.get("chunk") or tbptt)
+    if scale != 1.0 and encoding != "scalar" and objective == "classification":
+        # scale divides scalar inputs and regression targets; anything else would ignore it silently
+        raise ConfigError(
+            f"task.scale={scale:g} has no effect with task.encoding={encoding!r} and "
+            "task.objective='classification'; use scale=1, encoding=scalar or objective=regression."
+        )
 
     if stream == "arithmetic":
         if transform != "next":
@@ -128,6 +140,11 @@ def make_task(task: Any, tbptt: int = 1) -> Task:
             )
     elif transform == "next":
         raise ConfigError("task.transform='next' is not allowed with task.stream=uniform; use identity or invert.")
+    if stream == "arithmetic" and framing != "window":
+        raise ConfigError(
+            f"task.framing={framing!r} is not allowed with task.stream=arithmetic: the target is the value "
+            "after the window; use framing=window."
+        )
 
     if framing == "window":
         if stateful:
@@ -151,6 +168,12 @@ def make_task(task: Any, tbptt: int = 1) -> Task:
                 f"task.out_len={out_len} is not allowed with task.framing=label, which has a target at every "
                 f"timestep; set out_len equal to task.context={context}."
             )
+        if stateful and seq_len != context:
+            # validation runs whole sequences from a reset state, with a target at every step
+            raise ConfigError(
+                f"task.seq_len={seq_len} differs from task.context={context}: a stateful model's context is "
+                "the whole sequence since its last reset; set both (and out_len) to the same length."
+            )
         horizon = seq_len if stateful else context
         if lag >= horizon:
             name = "task.seq_len" if stateful else "task.context"
@@ -159,6 +182,11 @@ def make_task(task: Any, tbptt: int = 1) -> Task:
             raise ConfigError(
                 f"task.chunk={chunk} does not divide task.seq_len={seq_len}; each fresh sequence must split "
                 "into whole batches of chunk steps."
+            )
+        if stateful and tbptt > chunk:
+            raise ConfigError(
+                f"model.tbptt={tbptt} exceeds task.chunk={chunk}: gradients cannot flow back past the start "
+                "of a batch; use tbptt <= chunk (or chunk=null, which follows tbptt)."
             )
     return Task(
         name=str(g.get("name", "custom")),
@@ -187,15 +215,15 @@ def resolve_topology(topology: str, task: Task) -> str:
     _choice("model.topology", topology, TOPOLOGIES)
     if topology == "auto":
         return "last" if task.framing == "window" and task.out_len == 1 else "aligned"
-    if topology == "last" and (task.out_len > 1 or task.framing == "label"):
-        raise ConfigError(
-            f"model.topology='last' cannot emit task.out_len={task.out_len} targets (one head on the final "
-            "state gives one); use topology=aligned or encdec."
-        )
     if task.stateful and topology != "aligned":
         raise ConfigError(
             f"model.topology={topology!r} is not allowed with task.stateful=true: it needs the whole window "
             "at once, while stateful training feeds a stream step by step; use topology=aligned."
+        )
+    if topology == "last" and (task.out_len > 1 or task.framing == "label"):
+        raise ConfigError(
+            f"model.topology='last' cannot emit task.out_len={task.out_len} targets (one head on the final "
+            "state gives one); use topology=aligned or encdec."
         )
     return topology
 

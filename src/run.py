@@ -159,7 +159,7 @@ def print_summary(metrics: dict[str, Any], rows: list[dict[str, Any]], out_dir: 
         lines.append(f"  {ok} {r['input']} -> {r['expected']} | {r['predicted']}")
     lines.append("")
     lines.append(f"  {'metric':<12}{'test':>10}{'val':>10}{'chance':>10}")
-    for name in ("loss", "acc", "exact", "mse", "mae"):
+    for name in ("loss", "acc", "exact", "mse", "mae", "pred_mean", "pred_std"):
         if f"test/{name}" in metrics:
             test, val = metrics[f"test/{name}"], metrics.get(f"val/{name}")
             chance = metrics["chance"].get(name)
@@ -167,14 +167,15 @@ def print_summary(metrics: dict[str, Any], rows: list[dict[str, Any]], out_dir: 
                 f"  {name:<12}{_fmt(test):>10}{_fmt(val):>10}{_fmt(chance) if chance is not None else '-':>10}"
             )
     tgt = metrics["target"]
+    op = "<=" if tgt.get("mode") == "min" else ">="
     if tgt["target"] is None:
         lines.append(f"  no target set: trained the whole budget (best {tgt['monitor']} = {_fmt(tgt['best'])})")
     elif tgt["reached"]:
         lines.append(
-            f"  target {tgt['monitor']} {tgt['target']}: reached at step {tgt['step']} after {tgt['seconds']:.2f} s"
+            f"  target {tgt['monitor']} {op} {tgt['target']}: reached at step {tgt['step']} after {tgt['seconds']:.2f} s"
         )
     else:
-        lines.append(f"  target {tgt['monitor']} {tgt['target']}: not reached (best {_fmt(tgt['best'])})")
+        lines.append(f"  target {tgt['monitor']} {op} {tgt['target']}: not reached (best {_fmt(tgt['best'])})")
     lines.append(f"  steps {metrics['steps']}, params {metrics['params']}, wall {metrics['wall_time_s']:.1f} s")
     lines.append(f"Run folder: {out_dir}")
     print("\n".join(lines), flush=True)

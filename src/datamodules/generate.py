@@ -42,17 +42,26 @@ def frame_windows(task: Task, gen: torch.Generator, batch: int) -> Batch:
     stride of one (the tutorials' shift-and-drop framing); consecutive rows come from one sequence,
     in order, so a block of whole sequences can be served as consecutive batches.
     """
-    c, k, lag = task.context, task.out_len, task.lag
+    c = task.context
     if task.stream == "arithmetic":
-        seq = arithmetic(gen, batch, c + 1, task)
-        x, y = seq[:, :c], seq[:, c:]
+        x = arithmetic(gen, batch, c, task)
     else:
         wps = task.windows_per_sequence
         n_seq = math.ceil(batch / wps)
         seq = uniform(gen, (n_seq, wps + c - 1), task.vocab)
         x = seq.unfold(1, c, 1).reshape(-1, c)[:batch]
-        y = transform(task, x[:, c - lag - k : c - lag])
+    y = window_targets(task, x)
     return x, y, torch.ones_like(y, dtype=torch.bool)
+
+
+def window_targets(task: Task, x: torch.Tensor) -> torch.Tensor:
+    """Targets of windows x (batch, context): (batch, out_len). arithmetic: the value after the
+    window (the last one plus `step`); otherwise f of the target block ending `lag` steps before
+    the newest observation."""
+    if task.transform == "next":
+        return x[:, -1:] + task.step
+    c, k, lag = task.context, task.out_len, task.lag
+    return transform(task, x[:, c - lag - k : c - lag])
 
 
 def label_targets(task: Task, x: torch.Tensor) -> Batch:

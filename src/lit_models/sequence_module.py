@@ -25,7 +25,8 @@ def chance_levels(task: Task, y: torch.Tensor, mask: torch.Tensor) -> Metrics:
     """What a model that ignores its input scores, to read every metric against.
 
     classification: uniform guessing over the vocabulary (loss ln V, acc 1/V, exact V^-K);
-    regression: always predicting the mean target of the set (mse = variance of the scaled target).
+    regression: always predicting the mean target of the set (mse = variance of the scaled target;
+    its predictions have that mean and std 0, the collapse a regression model can fall into).
     """
     if task.objective == "classification":
         k = mask[0].sum().item()
@@ -39,6 +40,8 @@ def chance_levels(task: Task, y: torch.Tensor, mask: torch.Tensor) -> Metrics:
         "mae": (target - mean).abs().mean().item(),
         "acc": (target == const).double().mean().item(),
         "exact": hit.all(dim=1).double().mean().item(),
+        "pred_mean": mean.item(),
+        "pred_std": 0.0,
     }
 
 
@@ -65,9 +68,11 @@ class SequenceModule(pl.LightningModule):
         self.chance = chance or {}
         self.regression = task.objective == "regression"
         self.automatic_optimization = not task.stateful
-        names = ["loss", "acc", "exact"] + (["mse", "mae"] if self.regression else [])
+        names = ["loss", "acc", "exact"] + (["mse", "mae", "pred_mean"] if self.regression else [])
         self.val_metrics = nn.ModuleDict({n: MeanMetric() for n in names})
         self.test_metrics = nn.ModuleDict({n: MeanMetric() for n in names})
+        # mean squared prediction, for the predictions' std (a collapse to the mean shows as std ~ 0)
+        self.pred_sq = nn.ModuleDict({s: MeanMetric() for s in ("val", "test")}) if self.regression else None
         self.state: Any = None  # recurrent state carried between stateful training batches
 
     # -- model outputs -------------------------------------------------------------------------
@@ -112,6 +117,8 @@ class SequenceModule(pl.LightningModule):
             if self.grad_clip:
                 self.clip_gradients(opt, gradient_clip_val=self.grad_clip, gradient_clip_algorithm="norm")
             opt.step()
+            if self.scheduler_factory is not None:  # manual optimization: Lightning steps no scheduler
+                self.lr_schedulers().step()
             self.state = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
         if batch_idx % self.log_interval == 0:
             self.log("train/loss", loss)
@@ -139,6 +146,8 @@ class SequenceModule(pl.LightningModule):
         if self.regression:
             metrics["mse"].update(((pred - y) / self.task.scale).pow(2), weight)
             metrics["mae"].update((pred - y).abs(), weight)
+            metrics["pred_mean"].update(pred, weight)
+            self.pred_sq[stage].update(pred.pow(2), weight)
         self.log_dict({f"{stage}/{k}": m for k, m in metrics.items()}, on_step=False, on_epoch=True)
 
     def on_validation_epoch_start(self) -> None:
@@ -150,6 +159,16 @@ class SequenceModule(pl.LightningModule):
     def test_step(self, batch: tuple, batch_idx: int) -> None:
         self._eval_step(batch, "test", self.test_metrics)
 
+    def _log_pred_std(self, stage: str, metrics: nn.ModuleDict) -> None:
+        if self.regression and self.pred_sq[stage].update_count:
+            var = self.pred_sq[stage].compute() - metrics["pred_mean"].compute().pow(2)
+            self.log(f"{stage}/pred_std", var.clamp(min=0).sqrt())
+            self.pred_sq[stage].reset()
+
     def on_validation_epoch_end(self) -> None:
+        self._log_pred_std("val", self.val_metrics)
         if self.chance:
             self.log_dict({f"chance/{k}": float(v) for k, v in self.chance.items()})
+
+    def on_test_epoch_end(self) -> None:
+        self._log_pred_std("test", self.test_metrics)

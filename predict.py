@@ -1,0 +1,150 @@
+"""Predict with a trained run: `python predict.py RUN_FOLDER VALUE [VALUE ...]`.
+
+Loads the run's saved config (`RUN_FOLDER/.hydra/config.yaml`) and checkpoint
+(`checkpoints/best.ckpt`, else `last.ckpt`), rebuilds the network exactly as train.py did, reads the
+typed values as one window (oldest first) and prints expected vs predicted where the task defines
+an expected value. Examples:
+
+    python predict.py outputs/runs/<folder> 50 60 70        # arithmetic: expects 80
+    python predict.py outputs/runs/<folder> 4 8 15 16 23    # echo_lag (lag 1): expects 16
+    python predict.py outputs/runs/<folder> 0 1 1 0         # invert_bits: expects 1 0 0 1
+
+Window tasks read exactly `task.context` values; label-framing tasks (a target at every step,
+stateful ones included: they start from a reset state) read any number of values.
+Bad input (no such folder, no checkpoint, wrong window length, a value outside the vocabulary) is
+answered with one sentence on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from src.config import ConfigError, Task, check_model, make_task
+
+CHECKPOINTS = ("best.ckpt", "last.ckpt")
+
+
+def load_run(run_dir: Path) -> tuple[Task, Any, Path]:
+    """(task, network with the checkpoint's weights in eval mode, checkpoint path) of a run folder."""
+    if not run_dir.is_dir():
+        raise ConfigError(f"run folder {run_dir} does not exist; pass a folder that train.py wrote (outputs/runs/...).")
+    cfg_path = run_dir / ".hydra" / "config.yaml"
+    if not cfg_path.is_file():
+        raise ConfigError(f"{run_dir} has no .hydra/config.yaml, so it is not a run folder written by train.py.")
+    ckpt = next((run_dir / "checkpoints" / n for n in CHECKPOINTS if (run_dir / "checkpoints" / n).is_file()), None)
+    if ckpt is None:
+        raise ConfigError(
+            f"{run_dir} has no checkpoints/best.ckpt or last.ckpt; train with the default callbacks "
+            "(callbacks=default) to save one."
+        )
+    cfg = OmegaConf.load(cfg_path)
+    model = OmegaConf.to_container(cfg.model, resolve=True)
+    task = make_task(OmegaConf.to_container(cfg.task, resolve=True), tbptt=model.get("tbptt", 1))
+    net_kwargs = check_model(model, task)
+
+    import torch
+
+    from src.run import build_net
+
+    net = build_net(task, net_kwargs)
+    try:
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+        net.load_state_dict({k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")})
+    except Exception as err:  # a truncated file or one from a different model config
+        raise ConfigError(f"checkpoint {ckpt} cannot be loaded into the run's model ({type(err).__name__}).") from err
+    return task, net.eval(), ckpt
+
+
+def parse_values(task: Task, words: list[str]) -> list[float] | list[int]:
+    """The typed window, checked against the task: integers in the vocabulary for uniform streams,
+    any numbers for arithmetic; exactly `context` of them for window framing."""
+    values = []
+    for w in words:
+        try:
+            v = float(w)
+        except ValueError:
+            raise ConfigError(f"input value {w!r} is not a number.") from None
+        if task.stream == "uniform" and (not v.is_integer() or not 0 <= v < task.vocab):
+            raise ConfigError(
+                f"input value {w!r} is outside the vocabulary of task {task.name}; use integers in [0, {task.vocab - 1}]."
+            )
+        values.append(int(v) if v.is_integer() else v)
+    if task.framing == "window" and len(values) != task.context:
+        raise ConfigError(
+            f"got {len(values)} input values, but task {task.name} reads windows of task.context={task.context}; "
+            f"type exactly {task.context}."
+        )
+    return values
+
+
+def predict(task: Task, net: Any, values: list) -> dict[str, list]:
+    """{'input', 'expected', 'predicted'} for one window x (1, T); expected entries are None where the
+    task defines no target (label steps t < lag; arithmetic input that is not a step-`step` progression)."""
+    import torch
+
+    from src.datamodules.generate import label_targets, window_targets
+
+    floats = any(isinstance(v, float) for v in values)
+    x = torch.tensor([values], dtype=torch.float32 if floats else torch.long)
+    if task.framing == "label":
+        net.out_len = x.shape[1]  # a target at every typed step, however many were typed
+        _, y, mask = label_targets(task, x)
+        expected = [v if m else None for v, m in zip(y[0].tolist(), mask[0].tolist(), strict=True)]
+    elif task.transform == "next" and any(b - a != task.step for a, b in zip(values, values[1:], strict=False)):
+        expected = [None]
+    else:
+        expected = window_targets(task, x)[0].tolist()
+    with torch.no_grad():
+        out, _ = net(x)
+    if task.objective == "regression":
+        predicted = [round(v, 2) for v in (out.squeeze(-1) * task.scale)[0].tolist()]
+    else:
+        predicted = out.argmax(-1)[0].tolist()
+    return {"input": values, "expected": expected, "predicted": predicted}
+
+
+def report(task: Task, result: dict[str, list]) -> str:
+    """Expected vs predicted (label framing: one column per step), and how many targets the rounded
+    prediction hits."""
+    exp, pred = result["expected"], result["predicted"]
+    cells = {k: ["-" if v is None else str(v) for v in result[k]] for k in ("input", "expected", "predicted")}
+    if task.framing == "label":
+        width = max(len(c) for row in cells.values() for c in row)
+        lines = [f"  {k:<10}" + " ".join(c.rjust(width) for c in row) for k, row in cells.items()]
+    else:
+        lines = [f"  {k:<10}" + ", ".join(row) for k, row in cells.items()]
+    scored = [(e, p) for e, p in zip(exp, pred, strict=True) if e is not None]
+    if scored:
+        hits = sum(round(p) == e for e, p in scored)
+        lines.append(f"  {hits}/{len(scored)} predictions match the expected values (rounded)")
+    elif task.transform == "next":
+        lines.append(f"  no expected value: the input is not a progression with step {task.step}")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description="Predict with a trained run for a window typed on the command line.",
+        epilog="example: python predict.py outputs/runs/<folder> 50 60 70",
+    )
+    parser.add_argument("run", type=Path, help="a run folder written by train.py")
+    parser.add_argument("values", nargs="+", help="the window, oldest value first")
+    args = parser.parse_args(argv)
+    try:
+        task, net, ckpt = load_run(args.run)
+        result = predict(task, net, parse_values(task, args.values))
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"run {args.run} (task {task.name}, checkpoint {ckpt.name})")
+    print(report(task, result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
