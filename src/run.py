@@ -282,7 +282,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             raise
         raise stopped from err
     fit_s = time.perf_counter() - t_fit
-    val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+    val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("val/", "train/"))}
     # Test the best checkpoint (selected on validation loss, never on test data) when there is one.
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
     test = trainer.test(module, datamodule=dm, ckpt_path=best or None, verbose=False)[0]

@@ -17,7 +17,7 @@ BAD = [
     (["task.encoding=binary"], "task.encoding='binary'"),
     (["model.cell=transformer"], "model.cell='transformer'"),
     (["task=partial_echo", "model.topology=last"], "model.topology='last'"),
-    (["hardware.devices=2", "data.batch_size=63"], "data.batch_size=63"),
+    (["hardware=ddp", "hardware.devices=2", "data.batch_size=63"], "data.batch_size=63"),
     (["data.batch_size=0"], "data.batch_size=0"),
     (["model.dropout=1.5"], "model.dropout=1.5"),
     (["task.objective=ranking"], "task.objective='ranking'"),
