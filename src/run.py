@@ -158,13 +158,15 @@ def print_summary(metrics: dict[str, Any], rows: list[dict[str, Any]], out_dir: 
         ok = "ok " if [round(v) for v in r["predicted"]] == r["expected"] else "ERR"
         lines.append(f"  {ok} {r['input']} -> {r['expected']} | {r['predicted']}")
     lines.append("")
-    lines.append(f"  {'metric':<12}{'test':>10}{'val':>10}{'chance':>10}")
+    # regression: the baseline is always predicting the test targets' mean (std 0, mse = variance)
+    base = "mean pred" if "test/mse" in metrics else "chance"
+    lines.append(f"  {'metric':<12}{'test':>10}{'val':>10}{base:>12}")
     for name in ("loss", "acc", "exact", "mse", "mae", "pred_mean", "pred_std"):
         if f"test/{name}" in metrics:
             test, val = metrics[f"test/{name}"], metrics.get(f"val/{name}")
             chance = metrics["chance"].get(name)
             lines.append(
-                f"  {name:<12}{_fmt(test):>10}{_fmt(val):>10}{_fmt(chance) if chance is not None else '-':>10}"
+                f"  {name:<12}{_fmt(test):>10}{_fmt(val):>10}{_fmt(chance) if chance is not None else '-':>12}"
             )
     tgt = metrics["target"]
     op = "<=" if tgt.get("mode") == "min" else ">="

@@ -20,7 +20,7 @@ BAD = [
     (["task=echo_lag_online", "model=encdec"], "not allowed with task.stateful=true"),
     # the held-out sequences must be the training sequences' length
     (["task=echo_lag_online", "task.context=12"], "task.seq_len=24 differs from task.context=12"),
-    (["task=echo_lag_online", "task.seq_len=25"], "task.chunk=1 does not divide task.seq_len=25"),
+    (["task=echo_lag_online", "task.seq_len=25"], "task.chunk=4 does not divide task.seq_len=25"),
     # scale only divides scalar inputs and regression targets: on a one-hot classifier it would be ignored
     (["task=echo_lag", "task.scale=100"], "task.scale=100 has no effect"),
     # progression values have no vocabulary: one-hot / classification make no sense there
@@ -45,6 +45,6 @@ def test_bad_tbptt_from_the_cli_exits_nonzero_with_one_line():
 
     res = run_cli("task=echo_lag_online", "model.tbptt=0", "logger=none")
     assert res.returncode == 2
-    assert res.stderr.strip().splitlines() == [
-        "error: model.tbptt=0 is not allowed; it must be an integer >= 1."
-    ], res.stderr
+    assert res.stderr.strip().splitlines() == ["error: model.tbptt=0 is not allowed; it must be an integer >= 1."], (
+        res.stderr
+    )

@@ -35,8 +35,10 @@ def chance_levels(task: Task, y: torch.Tensor, mask: torch.Tensor) -> Metrics:
     mean = target.mean()
     const = mean.round()
     hit = (y == const) | ~mask
+    mse = ((target - mean) / task.scale).pow(2).mean().item()
     return {
-        "mse": ((target - mean) / task.scale).pow(2).mean().item(),
+        "loss": mse,  # the loss is this MSE on scaled values
+        "mse": mse,
         "mae": (target - mean).abs().mean().item(),
         "acc": (target == const).double().mean().item(),
         "exact": hit.all(dim=1).double().mean().item(),
@@ -84,8 +86,11 @@ class SequenceModule(pl.LightningModule):
         if self.regression:
             err = (out.squeeze(-1) - y / self.task.scale).pow(2) * mask
             return err.sum() / mask.sum().clamp(min=1)
+        # sum / count rather than the mean: a chunk whose targets are all masked (the first steps of
+        # a stateful sequence, t < lag) gives 0, not the NaN of a mean over nothing
         target = y.masked_fill(~mask, -100)
-        return F.cross_entropy(out.flatten(0, 1), target.flatten(), ignore_index=-100)
+        err = F.cross_entropy(out.flatten(0, 1), target.flatten(), ignore_index=-100, reduction="sum")
+        return err / mask.sum().clamp(min=1)
 
     def predict_values(self, out: torch.Tensor) -> torch.Tensor:
         """Predicted values in original units: the class (long) or the unscaled regression output."""
@@ -109,9 +114,13 @@ class SequenceModule(pl.LightningModule):
         opt = self.optimizers()
         if reset:
             self.state = None
+        trained = None  # the last loss that drove an update (a fully masked chunk drives none)
         for xs, ys, ms in zip(x.split(self.tbptt, 1), y.split(self.tbptt, 1), mask.split(self.tbptt, 1), strict=True):
             out, state = self.net(xs, self.state)
             loss = self.loss(out, ys, ms)
+            self.state = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+            if not ms.any():  # nothing to learn from (steps t < lag): carry the state, skip the update
+                continue
             opt.zero_grad(set_to_none=True)
             self.manual_backward(loss)
             if self.grad_clip:
@@ -119,9 +128,9 @@ class SequenceModule(pl.LightningModule):
             opt.step()
             if self.scheduler_factory is not None:  # manual optimization: Lightning steps no scheduler
                 self.lr_schedulers().step()
-            self.state = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
-        if batch_idx % self.log_interval == 0:
-            self.log("train/loss", loss)
+            trained = loss.detach()
+        if trained is not None and batch_idx % self.log_interval == 0:
+            self.log("train/loss", trained)
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
         if self.grad_clip:
