@@ -3,8 +3,8 @@ the top-level keys, the output folder and ckpt_path.
 
 `check_run` is light (no torch) and runs with the other checks in `src.run.validate`, before the
 heavy imports; `build` turns a failure to construct a configured object into the same kind of
-one-sentence `ConfigError`, before anything is written. The README's "Bad input" table lists every
-message; tests/test_bad_input.py runs each row.
+one-sentence `ConfigError`, before anything is written. The README's "Bad input" table
+(docs/bad_input.md) lists every message; tests/test_bad_input_table.py runs each row.
 """
 
 from __future__ import annotations
