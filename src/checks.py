@@ -3,8 +3,8 @@ the top-level keys, the output folder and ckpt_path.
 
 `check_run` is light (no torch) and runs with the other checks in `src.run.validate`, before the
 heavy imports; `build` turns a failure to construct a configured object into the same kind of
-one-sentence `ConfigError`, before anything is written. The README's "Bad input" table lists every
-message; tests/test_bad_input.py runs each row.
+one-sentence `ConfigError`, before anything is written. The README's "Bad input" table
+(docs/bad_input.md) lists every message; tests/test_bad_input_table.py runs each row.
 """
 
 from __future__ import annotations
@@ -192,7 +192,9 @@ def check_checkpoint(path: Path, module: Any) -> None:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
         state = ckpt["state_dict"]
     except Exception as err:
-        raise ConfigError(f"ckpt_path={path} is not a Lightning checkpoint ({type(err).__name__}: {err}).") from err
+        raise ConfigError(
+            f"ckpt_path={path} is not a Lightning checkpoint ({type(err).__name__}: {str(err).rstrip('.')})."
+        ) from err
     own = module.state_dict()
     for name, tensor in own.items():
         if name not in state or state[name].shape != tensor.shape:
@@ -213,5 +215,5 @@ def build(key: str, make: Callable[[], T]) -> T:
         root = err
         while root.__cause__ is not None:  # Hydra wraps the real error in InstantiationException
             root = root.__cause__
-        text = str(root).strip().splitlines()[0] if str(root).strip() else ""
+        text = str(root).strip().splitlines()[0].rstrip(".") if str(root).strip() else ""
         raise ConfigError(f"{key} could not be built from its config ({type(root).__name__}: {text}).") from err

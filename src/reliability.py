@@ -120,7 +120,7 @@ class RunGuard(pl.Callback):
             last = self.ckpt_dir / "last.ckpt"
             keep = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was saved before it"
             raise NonFiniteLoss(
-                f"train/loss became {float(loss):.4g} at step {trainer.global_step} (batch "
+                f"train/loss became {float(loss.detach()):.4g} at step {trainer.global_step} (batch "
                 f"{trainer.fit_loop.epoch_loop.batch_progress.total.ready - 1}); the run stopped before the "
                 f"optimizer step, {keep}; lower optim.optimizer.lr or set optim.grad_clip."
             )

@@ -37,6 +37,8 @@ def quiet_framework() -> None:
         ".*resuming from a checkpoint that ended before the epoch ended.*",
         # stateful tasks: the checkpoint holds the weights after the step, which is what a resume needs
         ".*manual optimization and every_n_train_steps.*",
+        # chance levels come from the full test set, identical on every rank: nothing to reduce
+        r".*self.log\('chance/.*sync_dist=True.*",
     ):
         warnings.filterwarnings("ignore", message=pattern)
 
@@ -80,8 +82,8 @@ def check_hardware(hw: Any) -> int:
 
         if not torch.cuda.is_available():
             raise ConfigError(
-                "hardware=gpu needs a CUDA device, but torch.cuda.is_available() is False on this machine; "
-                "use hardware=cpu."
+                "hardware.accelerator='gpu' needs a CUDA device, but torch.cuda.is_available() is False on this "
+                "machine; use hardware=cpu (or hardware=ddp, which runs on CPU)."
             )
         if h["devices"] > torch.cuda.device_count():
             raise ConfigError(
@@ -219,10 +221,10 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     if cfg.hardware.get("threads"):
         torch.set_num_threads(cfg.hardware.threads)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
-    dm = SequenceDataModule(task, seed=cfg.seed, **cfg.data)
+    dm = build("data", lambda: SequenceDataModule(task, seed=cfg.seed, **cfg.data))  # `+data.<typo>=...`
     _, y_test, m_test = make_split(task, cfg.data.test_seed, cfg.data.test_size)
     chance = chance_levels(task, y_test, m_test)
-    net = build_net(task, net_kwargs)
+    net = build("model", lambda: build_net(task, net_kwargs))
     optimizer = build("optim.optimizer", lambda: instantiate(cfg.optim.optimizer))
     scheduler = (
         build("optim.scheduler", lambda: instantiate(cfg.optim.scheduler)) if cfg.optim.get("scheduler") else None
