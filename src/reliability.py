@@ -112,10 +112,15 @@ class RunGuard(pl.Callback):
 
     # -- per step --------------------------------------------------------------------------------
     def on_before_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor) -> None:
-        flags = torch.stack([(~torch.isfinite(loss.detach())).float(), loss.new_tensor(self.signal_name is not None)])
-        if trainer.world_size > 1:
-            flags = trainer.strategy.reduce(flags, reduce_op="sum")
-        bad, stop = flags.tolist()  # one host sync per step: the price of never stepping on NaN
+        # One host sync per step: the price of never stepping on (or checkpointing) NaN weights.
+        # A single process reads one flag; ranks agree on both flags so they stop at one batch.
+        if trainer.world_size == 1:
+            bad, stop = not bool(torch.isfinite(loss.detach())), self.signal_name is not None
+        else:
+            flags = torch.stack(
+                [(~torch.isfinite(loss.detach())).float(), loss.new_tensor(self.signal_name is not None)]
+            )
+            bad, stop = trainer.strategy.reduce(flags, reduce_op="sum").tolist()
         if bad:
             last = self.ckpt_dir / "last.ckpt"
             keep = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was saved before it"
