@@ -58,12 +58,42 @@ def presets() -> dict[str, str]:
     return out
 
 
-def check_preset(name: str) -> None:
+def check_preset(name: str, overrides: Sequence[str] = ()) -> None:
+    """Refuse an unknown preset, or an override that does not compose with it, before any job
+    starts (a bad value would otherwise stop the sweep at the job that takes it). Every value of
+    every override is composed once on top of the preset, which names the culprit."""
     known = presets()
     if name not in known:
         raise SweepError(
             f"sweep preset {name!r} does not exist; choose one of: {', '.join(known)} (files in {PRESET_DIR})."
         )
+    flags = [o for o in overrides if o.startswith("-")]
+    if flags:
+        raise SweepError(f"sweep.py passes overrides (key=value) to train.py, not options such as {flags[0]!r}.")
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+        values = [
+            [f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()]
+            if o.is_sweep_override()
+            else [o.input_line]
+            for o in parsed
+        ]
+    except HydraException as err:
+        raise SweepError(f"the overrides {' '.join(overrides)} cannot be read: {str(err).splitlines()[0]}") from None
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        for one in [[v] for vals in values for v in vals] + [[vals[0] for vals in values]]:
+            try:
+                compose("train", overrides=[f"+sweep={name}", *one], return_hydra_config=True)
+            except (HydraException, OmegaConfBaseException) as err:
+                reason = str(err).strip().splitlines()[0].rstrip(".")
+                raise SweepError(
+                    f"override {' '.join(one)!r} does not apply to sweep preset {name!r}: {reason}."
+                ) from None
 
 
 def preset_command(name: str, overrides: Sequence[str], sweep_dir: Path) -> list[str]:
@@ -75,7 +105,7 @@ def preset_command(name: str, overrides: Sequence[str], sweep_dir: Path) -> list
 def run_preset(name: str, overrides: Sequence[str], root: Path = Path("outputs/multirun")) -> tuple[int, Path]:
     """Run a preset with train.py's real CLI, then summarize its folder (even a half-finished one,
     after Ctrl-C). Returns (train.py's exit code, sweep folder)."""
-    check_preset(name)
+    check_preset(name, [o for o in overrides if not o.startswith("hydra.sweep.dir=")])
     given = [o for o in overrides if o.startswith("hydra.sweep.dir=")]
     if given:
         sweep_dir = Path(given[-1].split("=", 1)[1])
@@ -154,7 +184,7 @@ class Sweep:
 
 def _split(override: str) -> tuple[str, str]:
     key, _, value = override.partition("=")
-    return key, value
+    return key.lstrip("+"), value  # `+sweep=capacity` adds the key `sweep`
 
 
 def _load_yaml(path: Path) -> Any:
@@ -675,6 +705,11 @@ def summarize(
     else:
         note = ""
     choose_axes(sweep, x, y)  # a bad --x/--y fails here, before anything is written
+    known = sorted({k for j in sweep.jobs for k in j.metrics if "/" in k})
+    if known and metric not in known:
+        raise SweepError(
+            f"--metric={metric!r} is not a metric of this sweep's jobs; choose one of: {', '.join(known)}."
+        )
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
 

@@ -242,16 +242,30 @@ def test_sweep_py_refuses_bad_input_before_any_work(tmp_path):
     assert r.returncode == 2 and "is not a multirun folder" in r.stderr
     r = run_cli("summarize", str(tmp_path / "absent"), script="sweep.py")
     assert r.returncode == 2 and "does not exist" in r.stderr
+    sweep = tmp_path / "never"
+    for override, says in (
+        ("modle.hidden=2,8", "override 'modle.hidden=2' does not apply to sweep preset 'hidden': Could not override"),
+        (
+            "model=lstm,nope",
+            "override 'model=nope' does not apply to sweep preset 'hidden': In 'train': Could not find",
+        ),
+        ("--cfg", "sweep.py passes overrides (key=value) to train.py, not options such as '--cfg'."),
+    ):
+        r = run_cli("hidden", override, f"hydra.sweep.dir={sweep}", script="sweep.py")
+        assert r.returncode == 2 and r.stderr.startswith("error: ") and says in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1 and not sweep.exists()
     assert not (run_dir / "summary").exists() and list(tmp_path.iterdir()) == [run_dir]
 
 
-def test_summary_refuses_an_axis_the_sweep_did_not_sweep(failing_sweep, tmp_path):
+def test_summary_refuses_an_axis_or_metric_the_sweep_does_not_have(failing_sweep, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(failing_sweep, copy, ignore=shutil.ignore_patterns("summary"))
     with pytest.raises(
         SweepError, match="--x='task.context' is not a swept key of this sweep; choose one of: task.lag"
     ):
         summarize(copy, x="task.context", quiet=True)
+    with pytest.raises(SweepError, match="--metric='test/exat' is not a metric of this sweep's jobs; choose one of: "):
+        summarize(copy, metric="test/exat", quiet=True)
     assert not (copy / "summary").exists()  # refused before writing anything
 
 
