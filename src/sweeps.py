@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf, read_write
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESET_DIR = ROOT / "conf" / "sweep"
@@ -56,12 +58,42 @@ def presets() -> dict[str, str]:
     return out
 
 
-def check_preset(name: str) -> None:
+def check_preset(name: str, overrides: Sequence[str] = ()) -> None:
+    """Refuse an unknown preset, or an override that does not compose with it, before any job
+    starts (a bad value would otherwise stop the sweep at the job that takes it). Every value of
+    every override is composed once on top of the preset, which names the culprit."""
     known = presets()
     if name not in known:
         raise SweepError(
             f"sweep preset {name!r} does not exist; choose one of: {', '.join(known)} (files in {PRESET_DIR})."
         )
+    flags = [o for o in overrides if o.startswith("-")]
+    if flags:
+        raise SweepError(f"sweep.py passes overrides (key=value) to train.py, not options such as {flags[0]!r}.")
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+    from omegaconf.errors import OmegaConfBaseException
+
+    try:
+        parsed = OverridesParser.create().parse_overrides(list(overrides))
+        values = [
+            [f"{o.get_key_element()}={v}" for v in o.sweep_string_iterator()]
+            if o.is_sweep_override()
+            else [o.input_line]
+            for o in parsed
+        ]
+    except HydraException as err:
+        raise SweepError(f"the overrides {' '.join(overrides)} cannot be read: {str(err).splitlines()[0]}") from None
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        for one in [[v] for vals in values for v in vals] + [[vals[0] for vals in values]]:
+            try:
+                compose("train", overrides=[f"+sweep={name}", *one], return_hydra_config=True)
+            except (HydraException, OmegaConfBaseException) as err:
+                reason = str(err).strip().splitlines()[0].rstrip(".")
+                raise SweepError(
+                    f"override {' '.join(one)!r} does not apply to sweep preset {name!r}: {reason}."
+                ) from None
 
 
 def preset_command(name: str, overrides: Sequence[str], sweep_dir: Path) -> list[str]:
@@ -73,7 +105,7 @@ def preset_command(name: str, overrides: Sequence[str], sweep_dir: Path) -> list
 def run_preset(name: str, overrides: Sequence[str], root: Path = Path("outputs/multirun")) -> tuple[int, Path]:
     """Run a preset with train.py's real CLI, then summarize its folder (even a half-finished one,
     after Ctrl-C). Returns (train.py's exit code, sweep folder)."""
-    check_preset(name)
+    check_preset(name, [o for o in overrides if not o.startswith("hydra.sweep.dir=")])
     given = [o for o in overrides if o.startswith("hydra.sweep.dir=")]
     if given:
         sweep_dir = Path(given[-1].split("=", 1)[1])
@@ -152,29 +184,106 @@ class Sweep:
 
 def _split(override: str) -> tuple[str, str]:
     key, _, value = override.partition("=")
-    return key, value
+    return key.lstrip("+"), value  # `+sweep=capacity` adds the key `sweep`
 
 
 def _load_yaml(path: Path) -> Any:
     return yaml.load(path.read_text(), Loader=_Loader)
 
 
-def expected_jobs(multirun: dict[str, Any]) -> list[list[str]] | None:
-    """The override lists the sweep asked for, in job-number order, expanded the way Hydra's
-    BasicSweeper does (`hydra.sweeper.params` first, then the command line). None for sweepers
-    that choose their jobs as they go (Optuna)."""
-    hydra = multirun.get("hydra") or {}
-    sweeper = hydra.get("sweeper") or {}
-    if not str(sweeper.get("_target_", "")).endswith("BasicSweeper"):
-        return None
-    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+def _sweep_overrides(hydra: dict[str, Any]) -> list[Any]:
+    """The sweep's overrides, parsed, in the order its sweeper reads them: `hydra.sweeper.params`
+    (a preset's grid, an Optuna search space) first, then the command line, whose value for a key
+    wins."""
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
+    sweeper = hydra.get("sweeper") or {}
     args = [f"{k}={v}" for k, v in (sweeper.get("params") or {}).items()]
     args += list((hydra.get("overrides") or {}).get("task") or [])
-    parsed = OverridesParser.create().parse_overrides(args)
-    batches = BasicSweeper.split_arguments(parsed, None)
+    return OverridesParser.create().parse_overrides(args)
+
+
+def expected_jobs(multirun: dict[str, Any]) -> list[list[str]] | None:
+    """The override lists the sweep asked for, in job-number order, expanded the way Hydra's
+    BasicSweeper does. None for sweepers that choose their jobs as they go (Optuna)."""
+    hydra = multirun.get("hydra") or {}
+    if not str((hydra.get("sweeper") or {}).get("_target_", "")).endswith("BasicSweeper"):
+        return None
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+    batches = BasicSweeper.split_arguments(_sweep_overrides(hydra), None)
     return [list(job) for batch in batches for job in batch]
+
+
+# -- job folder names --------------------------------------------------------------------------
+NAME_MAX = 255  # bytes in one file name on the usual file systems (ext4, xfs, APFS, NTFS)
+UNKNOWN_CHARS = 24  # a value not known in advance: a float Optuna samples prints in <= 24 chars
+
+
+def job_name_plan(hydra: dict[str, Any]) -> tuple[list[str], int]:
+    """How the job folders `<num>_<override_dirname>` of a sweep will read, from its (unresolved)
+    hydra config: (the override keys that take one value in every job, which say nothing about a
+    job; bytes in the longest folder name the other keys can make)."""
+    final: dict[str, Any] = {}
+    for o in _sweep_overrides(hydra):  # a later override of a key replaces the earlier one
+        final[o.get_key_element()] = o
+    dirname = ((hydra.get("job") or {}).get("config") or {}).get("override_dirname") or {}
+    exclude = set(dirname.get("exclude_keys") or [])
+    kv_sep, item_sep = str(dirname.get("kv_sep", "=")), str(dirname.get("item_sep", ","))
+    fixed: list[str] = []
+    widths: list[int] = []
+    jobs = 1
+    for key, o in final.items():
+        if o.key_or_group in exclude:
+            continue
+        values: list[str] | None = None
+        if o.is_sweep_override() and o.is_discrete_sweep():
+            try:
+                values = list(o.sweep_string_iterator())
+            except Exception:  # glob(): its options are only known to the config loader
+                values = None
+        elif not o.is_sweep_override():
+            values = [str(o.get_value_element_as_str())]
+        if values is not None and len(values) == 1:
+            fixed.append(o.key_or_group)
+            continue
+        jobs *= len(values) if values else 1
+        items = [f"{key}={v}" for v in values] if values else [f"{key}={'x' * UNKNOWN_CHARS}"]
+        widths.append(max(len(i.replace("=", kv_sep).encode()) for i in items))
+    trials = (hydra.get("sweeper") or {}).get("n_trials")
+    jobs = max(jobs, trials if isinstance(trials, int) else 1)
+    longest = len(str(jobs - 1)) + 1 + sum(widths) + len(item_sep.encode()) * max(len(widths) - 1, 0)
+    return fixed, longest
+
+
+class JobNames(Callback):
+    """Hydra callback (conf/hydra/default.yaml): a job folder is named by what sets the job apart,
+    `<num>_<the overrides that vary across the sweep>`, e.g. `3_model.hidden=50,task.lag=2`, not by
+    the budget every job shares (`trainer.max_steps=500`, ...), which would make all names long and
+    alike. A job's full overrides stay in its `.hydra/overrides.yaml`, the sweep's in multirun.yaml.
+
+    Every launcher (basic, joblib, submitit, under any sweeper) composes each job's config afresh
+    from the sweep's `hydra.overrides.hydra`, so the naming is added there, once, before the first
+    job. When a name could exceed NAME_MAX bytes (the file system would refuse the folder, ending
+    the sweep), jobs are named by number alone."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        hydra = OmegaConf.to_container(config.hydra, resolve=False)
+        assert isinstance(hydra, dict)
+        fixed, longest = job_name_plan(hydra)
+        add = []
+        if fixed:
+            keys = [*config.hydra.job.config.override_dirname.exclude_keys, *fixed]
+            add.append("hydra.job.config.override_dirname.exclude_keys=[" + ",".join(f"'{k}'" for k in keys) + "]")
+        if longest > NAME_MAX and "override_dirname" in str(hydra["sweep"]["subdir"]):
+            add.append("hydra.sweep.subdir=${hydra.job.num}")
+            print(
+                f"note: job folder names would reach {longest} bytes (the limit is {NAME_MAX}); jobs are named by "
+                "number, and each job's overrides are in its .hydra/overrides.yaml.",
+                file=sys.stderr,
+            )
+        with read_write(config.hydra.overrides.hydra):
+            config.hydra.overrides.hydra.extend(add)
 
 
 def _job_folders(folder: Path) -> list[Path]:
@@ -482,8 +591,7 @@ def heatmap(
     fig, axes = plt.subplots(
         nrows, ncols, figsize=(w * ncols + 1.2, h * nrows + 0.6), squeeze=False, layout="constrained"
     )
-    cmap = matplotlib.colormaps["viridis"].copy()
-    cmap.set_bad("#d9d9d9")
+    cmap = matplotlib.colormaps["viridis"].with_extremes(bad="#d9d9d9")
     image = None
     for ax, panel in zip(axes.flat, panels, strict=False):
         grid = np.full((len(ys), len(xs)), np.nan)
@@ -597,6 +705,11 @@ def summarize(
     else:
         note = ""
     choose_axes(sweep, x, y)  # a bad --x/--y fails here, before anything is written
+    known = sorted({k for j in sweep.jobs for k in j.metrics if "/" in k})
+    if known and metric not in known:
+        raise SweepError(
+            f"--metric={metric!r} is not a metric of this sweep's jobs; choose one of: {', '.join(known)}."
+        )
     out.mkdir(parents=True, exist_ok=True)
     written: dict[str, Path] = {}
 

@@ -52,18 +52,35 @@ def failing_sweep(tmp_path_factory) -> Path:
 
 def test_basic_multirun_records_every_job_and_survives_a_failing_one(failing_sweep):
     names = sorted(p.name for p in failing_sweep.iterdir() if p.is_dir())
+    # Named by what varies; the shared budget is only in each job's .hydra/overrides.yaml.
     assert names == [
-        "0_hardware.threads=1,model.hidden=2,task.lag=1",
-        "1_hardware.threads=1,model.hidden=50,task.lag=1",
-        "2_hardware.threads=1,model.hidden=2,task.lag=5",
-        "3_hardware.threads=1,model.hidden=50,task.lag=5",
+        "0_model.hidden=2,task.lag=1",
+        "1_model.hidden=50,task.lag=1",
+        "2_model.hidden=2,task.lag=5",
+        "3_model.hidden=50,task.lag=5",
     ]
+    saved = yaml.safe_load((failing_sweep / names[0] / ".hydra" / "overrides.yaml").read_text())
+    assert saved == ["task.lag=1", "model.hidden=2", *BUDGET]
     jobs = {n.split("_")[0]: m for n, m in jobs_of(failing_sweep).items()}
     assert jobs["1"]["status"] == "completed" and jobs["1"]["test/exact"] >= 0.99 and jobs["1"]["target"]["reached"]
     assert jobs["0"]["status"] == "completed" and jobs["0"]["test/exact"] < 0.5  # 2 units cannot hold 1 of 100
     for k in ("2", "3"):  # the bad lag is refused before anything is built, and the sweep went on
         assert jobs[k]["status"] == "failed"
         assert "task.lag" in jobs[k]["error"] and "exceeds task.context=5" in jobs[k]["error"]
+
+
+def test_a_job_name_too_long_for_the_file_system_falls_back_to_the_job_number(tmp_path):
+    # 2 x 250 bytes of task.name would make a folder name the file system refuses (255 bytes),
+    # which would end the sweep at its first job. The jobs fail fast (lag 5 in a window of 5).
+    sweep = tmp_path / "sweep"
+    long = "x" * 250
+    r = run_cli("-m", f"task.name={long},short", "task.lag=5", *BUDGET, f"hydra.sweep.dir={sweep}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "jobs are named by number" in r.stderr
+    assert sorted(jobs_of(sweep)) == ["0", "1"]
+    saved = yaml.safe_load((sweep / "0" / ".hydra" / "overrides.yaml").read_text())
+    assert f"task.name={long}" in saved
+    assert [j.status for j in load_sweep(sweep).jobs] == ["failed", "failed"]  # found by overrides, not by name
 
 
 def test_summary_of_a_sweep_with_a_failing_job(failing_sweep):
@@ -98,12 +115,12 @@ def test_summary_of_a_sweep_with_a_failing_job(failing_sweep):
 def test_half_finished_sweep_lists_its_missing_jobs(failing_sweep, tmp_path):
     half = tmp_path / "half"
     shutil.copytree(failing_sweep, half, ignore=shutil.ignore_patterns("summary"))
-    shutil.rmtree(half / "3_hardware.threads=1,model.hidden=50,task.lag=5")  # never started
-    (half / "0_hardware.threads=1,model.hidden=2,task.lag=1" / "metrics.json").unlink()  # killed mid-run
+    shutil.rmtree(half / "3_model.hidden=50,task.lag=5")  # never started
+    (half / "0_model.hidden=2,task.lag=1" / "metrics.json").unlink()  # killed mid-run
     summarize(half, quiet=True)
     md = (half / "summary" / "summary.md").read_text()
     assert "4 expected; 1 completed, 1 failed, 2 missing" in md
-    assert "`0_hardware.threads=1,model.hidden=2,task.lag=1`: started, no metrics.json" in md
+    assert "`0_model.hidden=2,task.lag=1`: started, no metrics.json" in md
     assert "`#3 task.lag=5 model.hidden=50 " in md and "not started" in md
     statuses = [r["status"] for r in csv.DictReader((half / "summary" / "jobs.csv").open())]
     assert statuses == ["missing", "completed", "failed", "missing"]
@@ -145,7 +162,7 @@ def test_submitit_local_launcher_runs_the_sweep(tmp_path):
     )  # fmt: skip
     assert r.returncode == 0, r.stderr[-3000:]
     jobs = jobs_of(sweep)
-    assert sorted(jobs) == ["0_hardware.threads=1,model.hidden=2", "1_hardware.threads=1,model.hidden=50"]
+    assert sorted(jobs) == ["0_model.hidden=2", "1_model.hidden=50"]
     assert by_hidden(jobs, 50)["test/exact"] >= 0.99 and by_hidden(jobs, 2)["status"] == "completed"
     assert list((sweep / ".submitit").iterdir())  # submitit's own job logs
     assert load_sweep(sweep).count("completed") == 2  # its .submitit folder is not mistaken for a job
@@ -183,13 +200,9 @@ def test_sweep_py_runs_a_preset_then_summarizes(tmp_path):
     multirun = yaml.safe_load((sweep / "multirun.yaml").read_text())
     assert multirun["hydra"]["launcher"]["_target_"].endswith("JoblibLauncher")  # the preset's launcher
     jobs = jobs_of(sweep)
-    assert sorted(jobs) == [
-        "0_model.hidden=4,model=lstm,seed=0,task.lag=1",
-        "1_model.hidden=64,model=lstm,seed=0,task.lag=1",
-    ]
-    job_cfg = yaml.safe_load(
-        (sweep / "1_model.hidden=64,model=lstm,seed=0,task.lag=1" / ".hydra" / "config.yaml").read_text()
-    )
+    # The preset's grid narrowed to one value of model, seed and task.lag: only hidden varies.
+    assert sorted(jobs) == ["0_model.hidden=4", "1_model.hidden=64"]
+    job_cfg = yaml.safe_load((sweep / "1_model.hidden=64" / ".hydra" / "config.yaml").read_text())
     assert job_cfg["task"]["context"] == 9 and job_cfg["callbacks"]["model_checkpoint"] is None
     assert by_hidden(jobs, 64)["test/exact"] >= 0.99 and by_hidden(jobs, 4)["test/exact"] < 0.5
     assert "lstm  64 (1/1)" in r.stdout and str(sweep / "summary" / "summary.md") in r.stdout
@@ -229,16 +242,30 @@ def test_sweep_py_refuses_bad_input_before_any_work(tmp_path):
     assert r.returncode == 2 and "is not a multirun folder" in r.stderr
     r = run_cli("summarize", str(tmp_path / "absent"), script="sweep.py")
     assert r.returncode == 2 and "does not exist" in r.stderr
+    sweep = tmp_path / "never"
+    for override, says in (
+        ("modle.hidden=2,8", "override 'modle.hidden=2' does not apply to sweep preset 'hidden': Could not override"),
+        (
+            "model=lstm,nope",
+            "override 'model=nope' does not apply to sweep preset 'hidden': In 'train': Could not find",
+        ),
+        ("--cfg", "sweep.py passes overrides (key=value) to train.py, not options such as '--cfg'."),
+    ):
+        r = run_cli("hidden", override, f"hydra.sweep.dir={sweep}", script="sweep.py")
+        assert r.returncode == 2 and r.stderr.startswith("error: ") and says in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1 and not sweep.exists()
     assert not (run_dir / "summary").exists() and list(tmp_path.iterdir()) == [run_dir]
 
 
-def test_summary_refuses_an_axis_the_sweep_did_not_sweep(failing_sweep, tmp_path):
+def test_summary_refuses_an_axis_or_metric_the_sweep_does_not_have(failing_sweep, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(failing_sweep, copy, ignore=shutil.ignore_patterns("summary"))
     with pytest.raises(
         SweepError, match="--x='task.context' is not a swept key of this sweep; choose one of: task.lag"
     ):
         summarize(copy, x="task.context", quiet=True)
+    with pytest.raises(SweepError, match="--metric='test/exat' is not a metric of this sweep's jobs; choose one of: "):
+        summarize(copy, metric="test/exat", quiet=True)
     assert not (copy / "summary").exists()  # refused before writing anything
 
 
