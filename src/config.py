@@ -6,6 +6,7 @@ Each failure is one sentence naming the key, the value given and what is allowed
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -91,9 +92,20 @@ class Task:
         return 0, self.vocab - 1
 
 
+def check_known_keys(node: str, given: dict, known: set[str]) -> None:
+    """A key the code never reads (a typo such as `+task.lagg=2`) would be ignored silently."""
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise ConfigError(
+            f"{node}.{unknown[0]} is not a {node} option, so it would be ignored; "
+            f"the {node} options are: {', '.join(sorted(known))}."
+        )
+
+
 def make_task(task: Any, tbptt: int = 1) -> Task:
     """Validate the `task` config node and freeze it. `tbptt` fills a null `task.chunk`."""
     g = dict(task)
+    check_known_keys("task", g, {f.name for f in dataclasses.fields(Task)})
     stream = _choice("task.stream", g.get("stream", "uniform"), STREAMS)
     framing = _choice("task.framing", g.get("framing", "window"), FRAMINGS)
     transform = _choice("task.transform", g.get("transform", "identity"), TRANSFORMS)

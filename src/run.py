@@ -14,7 +14,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from src.checks import build, check_checkpoint, check_ckpt_path, check_output_dir, check_run
-from src.config import ConfigError, check_data, check_model, make_task
+from src.config import ConfigError, check_data, check_known_keys, check_model, make_task
 
 T_PROCESS = time.perf_counter()  # first import of this module ~ process start-up end
 
@@ -51,6 +51,9 @@ BACKENDS = ("gloo", "nccl")
 def check_hardware(hw: Any) -> int:
     """Validate the `hardware` node; return the number of processes (world size)."""
     h = dict(hw)
+    check_known_keys(
+        "hardware", h, {"accelerator", "devices", "num_nodes", "strategy", "backend", "precision", "threads"}
+    )
     allowed = ("cpu", "gpu")
     if h.get("accelerator") not in allowed:
         raise ConfigError(f"hardware.accelerator={h.get('accelerator')!r} is not allowed; choose one of: cpu, gpu.")
