@@ -58,9 +58,10 @@ def main(cfg: DictConfig) -> float | None:
 
 if __name__ == "__main__":
     from src.config import ConfigError
-    from src.launch import resume_argv
+    from src.launch import check_plugins, resume_argv
 
     try:  # before Hydra, which would otherwise create a new run folder for a resume
+        check_plugins(sys.argv)
         sys.argv = resume_argv(sys.argv)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)

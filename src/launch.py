@@ -88,6 +88,23 @@ def latest_unfinished(root: Path) -> Path | None:
     return max(found, key=lambda p: p.stat().st_mtime) if found else None
 
 
+OPTUNA_PLUGIN = "hydra_plugins.hydra_optuna_sweeper"
+
+
+def check_plugins(argv: list[str], optuna_plugin: str = OPTUNA_PLUGIN) -> None:
+    """Refuse `hparams_search=...` in one sentence when the Optuna sweeper (an extra install) is
+    missing; Hydra itself would answer with a composition error about `hydra/sweeper/optuna`."""
+    import importlib.util
+
+    _, overrides = split_argv(argv)
+    searches = [o.split("=", 1)[1] for o in overrides if override_key(o) == "hparams_search" and "=" in o]
+    if searches and searches[-1] not in ("null", "") and importlib.util.find_spec(optuna_plugin) is None:
+        raise ConfigError(
+            f"hparams_search={searches[-1]} needs Hydra's Optuna sweeper, which is not installed here; "
+            "install it with `pip install -r requirements-optuna.txt`."
+        )
+
+
 def resume_argv(argv: list[str]) -> list[str]:
     """Rewrite a single-run command line with `ckpt_path` so the run continues in its own folder.
 

@@ -5,6 +5,7 @@ presets' grids, and an Optuna study of 2 trials."""
 from __future__ import annotations
 
 import csv
+import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -13,6 +14,8 @@ import pytest
 import yaml
 from hydra import compose, initialize_config_dir
 
+from src.config import ConfigError
+from src.launch import OPTUNA_PLUGIN, check_plugins
 from src.sweeps import SweepError, expected_jobs, load_sweep, summarize
 from tests.conftest import CONF, run_cli
 
@@ -168,6 +171,9 @@ def test_submitit_local_launcher_runs_the_sweep(tmp_path):
     assert load_sweep(sweep).count("completed") == 2  # its .submitit folder is not mistaken for a job
 
 
+@pytest.mark.skipif(
+    importlib.util.find_spec(OPTUNA_PLUGIN) is None, reason="the Optuna extra: pip install -r requirements-optuna.txt"
+)
 def test_optuna_search_composes_and_runs_two_trials(tmp_path):
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
         cfg = compose("train", overrides=["hparams_search=echo_optuna"], return_hydra_config=True)
@@ -282,3 +288,11 @@ def test_sweep_py_hidden_preset_2_fails_50_solves(tmp_path):
     lines = [ln.split() for ln in r.stdout.splitlines()]
     assert ["2", "1", "0/1"] in [ln[:3] for ln in lines] and ["50", "1", "1/1"] in [ln[:3] for ln in lines]
     assert "Smallest model.hidden that solves each lag" in r.stdout
+
+
+def test_a_search_without_the_optuna_extra_is_refused_in_one_sentence():
+    # the check as train.py runs it before Hydra, against a plugin module that really is absent
+    with pytest.raises(ConfigError, match=r"hparams_search=echo_optuna needs Hydra's Optuna sweeper") as err:
+        check_plugins(["train.py", "-m", "hparams_search=echo_optuna"], optuna_plugin="hydra_plugins.absent_sweeper")
+    assert "pip install -r requirements-optuna.txt" in str(err.value)
+    check_plugins(["train.py", "-m", "hparams_search=null"], optuna_plugin="hydra_plugins.absent_sweeper")
