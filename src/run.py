@@ -216,6 +216,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     import torch
     from hydra.utils import instantiate
 
+    from src.callbacks import StepTimer
     from src.datamodules.generate import make_split
     from src.datamodules.sequence_datamodule import SequenceDataModule
     from src.lit_models.sequence_module import SequenceModule, chance_levels
@@ -246,8 +247,6 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         log_interval=cfg.trainer.log_every_n_steps,
         chance=chance,
     )
-
-    from src.callbacks import StepTimer
 
     timer = StepTimer()
     callbacks = [
@@ -322,7 +321,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         write_json(out_dir / "metrics.json", metrics)
         for lg in loggers:
             if hasattr(lg, "experiment") and hasattr(lg.experiment, "add_text"):
-                flat = {k: v for k, v in _flatten(OmegaConf.to_container(cfg, resolve=True)).items()}
+                flat = _flatten(OmegaConf.to_container(cfg, resolve=True))
                 final = {k: v for k, v in metrics.items() if isinstance(v, float) and "/" in k}
                 lg.log_hyperparams(flat, metrics=final)
                 table = "| input | expected | predicted |\n|---|---|---|\n" + "\n".join(
