@@ -214,6 +214,12 @@ def section_help(repeats: int) -> dict[str, float]:
     return med(walls)
 
 
+def md_table(title: str, header: list[str], rows: list[list[Any]]) -> list[str]:
+    """A markdown section: `## title`, then one table row per entry of rows."""
+    lines = [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return lines + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows] + [""]
+
+
 def to_markdown(result: dict[str, Any]) -> str:
     out = [
         f"# Benchmark {result['date']}",
@@ -222,45 +228,28 @@ def to_markdown(result: dict[str, Any]) -> str:
         "",
     ]
     if "solve" in result:
-        out += [
-            "## Time to solve (`python train.py <task>`, whole process)",
-            "",
-            "| task | process wall | before first step | target | reached | steps to target | s to target (fit) | test exact | peak RSS MB |",
-            "|---|---|---|---|---|---|---|---|---|",
-        ]
-        for r in result["solve"]:
-            out.append(
-                f"| {r['task']} | {fmt(r['wall_s'], ' s')} | {fmt(r['before_first_step_s'], ' s')} | {r['target']} | "
-                f"{r['reached']} | {fmt(r['steps_to_target'], '', 0)} | {fmt(r['seconds_to_target'], ' s')} | "
-                f"{fmt(r['test_exact'], '', 4)} | {fmt(r['peak_rss_mb'], '', 0)} |"
-            )
-        out.append("")
+        out += md_table(
+            "Time to solve (`python train.py <task>`, whole process)",
+            ["task", "process wall", "before first step", "target", "reached", "steps to target",
+             "s to target (fit)", "test exact", "peak RSS MB"],
+            [[r["task"], fmt(r["wall_s"], " s"), fmt(r["before_first_step_s"], " s"), r["target"], r["reached"],
+              fmt(r["steps_to_target"], "", 0), fmt(r["seconds_to_target"], " s"), fmt(r["test_exact"], "", 4),
+              fmt(r["peak_rss_mb"], "", 0)] for r in result["solve"]],
+        )  # fmt: skip
     if "steps" in result:
-        out += [
-            f"## Training steps/s: codebase (Lightning) vs bare PyTorch loop ({result['steps_per_run']} steps per run)",
-            "",
-            "| case | bare loop steps/s | codebase steps/s | ratio |",
-            "|---|---|---|---|",
-        ]
-        for r in result["steps"]:
-            out.append(
-                f"| {r['case']} | {fmt(r['bare_steps_per_s'], '', 0)} | {fmt(r['codebase_steps_per_s'], '', 0)} | "
-                f"{fmt(r['ratio'])} |"
-            )
-        out.append("")
+        out += md_table(
+            f"Training steps/s: codebase (Lightning) vs bare PyTorch loop ({result['steps_per_run']} steps per run)",
+            ["case", "bare loop steps/s", "codebase steps/s", "ratio"],
+            [[r["case"], fmt(r["bare_steps_per_s"], "", 0), fmt(r["codebase_steps_per_s"], "", 0), fmt(r["ratio"])]
+             for r in result["steps"]],
+        )  # fmt: skip
     if "presets" in result:
-        out += [
-            "## Tutorial presets at full budget (one run each)",
-            "",
-            "| preset | process wall | steps | test acc | test exact | chance (exact) |",
-            "|---|---|---|---|---|---|",
-        ]
-        for r in result["presets"]:
-            out.append(
-                f"| {r['preset']} | {r['wall_s']:.1f} s | {r['steps']} | {r['test_acc']:.4f} | {r['test_exact']:.4f} | "
-                f"{r['chance_exact']:.2g} |"
-            )
-        out.append("")
+        out += md_table(
+            "Tutorial presets at full budget (one run each)",
+            ["preset", "process wall", "steps", "test acc", "test exact", "chance (exact)"],
+            [[r["preset"], f"{r['wall_s']:.1f} s", r["steps"], f"{r['test_acc']:.4f}", f"{r['test_exact']:.4f}",
+              f"{r['chance_exact']:.2g}"] for r in result["presets"]],
+        )  # fmt: skip
     if "help" in result:
         out += [f"`python train.py --help`: {fmt(result['help'], ' s')}", ""]
     return "\n".join(out)
