@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.checks import build, check_checkpoint, check_ckpt_path, check_output_dir, check_run
 from src.config import ConfigError, check_data, check_known_keys, check_model, make_task
+from src.terminal import banner, check_progress, keep_log, logged_run, print_summary, weights_used
 
 T_PROCESS = time.perf_counter()  # first import of this module ~ process start-up end
 
@@ -118,6 +119,7 @@ def validate(cfg: DictConfig) -> tuple[Any, dict[str, Any], int]:
     if task.stateful and (cfg.data.batch_size // world) < 1:
         raise ConfigError("data.batch_size must give every process at least one stream.")
     check_run(cfg, task)
+    check_progress(cfg.get("progress", True))
     return task, net_kwargs, world
 
 
@@ -153,41 +155,6 @@ def sample_table(module: Any, dm: Any, n: int) -> list[dict[str, Any]]:
     return rows
 
 
-def _fmt(v: Any) -> str:
-    return f"{v:.4g}" if isinstance(v, float) else str(v)
-
-
-def print_summary(metrics: dict[str, Any], rows: list[dict[str, Any]], out_dir: Path) -> None:
-    lines = ["", "Sample test windows (input -> expected | predicted):"]
-    for r in rows:
-        ok = "ok " if [round(v) for v in r["predicted"]] == r["expected"] else "ERR"
-        lines.append(f"  {ok} {r['input']} -> {r['expected']} | {r['predicted']}")
-    lines.append("")
-    # regression: the baseline is always predicting the test targets' mean (std 0, mse = variance)
-    base = "mean pred" if "test/mse" in metrics else "chance"
-    lines.append(f"  {'metric':<12}{'test':>10}{'val':>10}{base:>12}")
-    for name in ("loss", "acc", "exact", "mse", "mae", "pred_mean", "pred_std"):
-        if f"test/{name}" in metrics:
-            test, val = metrics[f"test/{name}"], metrics.get(f"val/{name}")
-            chance = metrics["chance"].get(name)
-            lines.append(
-                f"  {name:<12}{_fmt(test):>10}{_fmt(val):>10}{_fmt(chance) if chance is not None else '-':>12}"
-            )
-    tgt = metrics["target"]
-    op = "<=" if tgt.get("mode") == "min" else ">="
-    if tgt["target"] is None:
-        lines.append(f"  no target set: trained the whole budget (best {tgt['monitor']} = {_fmt(tgt['best'])})")
-    elif tgt["reached"]:
-        lines.append(
-            f"  target {tgt['monitor']} {op} {tgt['target']}: reached at step {tgt['step']} after {tgt['seconds']:.2f} s"
-        )
-    else:
-        lines.append(f"  target {tgt['monitor']} {op} {tgt['target']}: not reached (best {_fmt(tgt['best'])})")
-    lines.append(f"  steps {metrics['steps']}, params {metrics['params']}, wall {metrics['wall_time_s']:.1f} s")
-    lines.append(f"Run folder: {out_dir}")
-    print("\n".join(lines), flush=True)
-
-
 def write_json(path: Path, data: dict[str, Any]) -> None:
     """Write atomically: a crash mid-write never leaves a truncated metrics.json."""
     tmp = path.with_suffix(".json.tmp")
@@ -195,6 +162,7 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+@logged_run  # what train prints also goes to <run>/train.log
 def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     """Fit and test one run; return (metrics, objects). Raises ConfigError on bad input."""
     t_start = time.perf_counter()
@@ -210,13 +178,16 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             f"paths.output_dir={out_dir} already holds a run; pick a new folder (runs are never overwritten)."
         )
     ckpt_path = check_ckpt_path(cfg.ckpt_path, out_dir)
+    progress = cfg.get("progress", True) and is_primary()
+    if progress:  # before the slow imports: the folder and what is trained, at once
+        print(banner(cfg, out_dir, net_kwargs, ckpt_path), flush=True)
 
     quiet_framework()
     import pytorch_lightning as pl
     import torch
     from hydra.utils import instantiate
 
-    from src.callbacks import StepTimer
+    from src.callbacks import Progress, StepTimer
     from src.datamodules.generate import make_split
     from src.datamodules.sequence_datamodule import SequenceDataModule
     from src.lit_models.sequence_module import SequenceModule, chance_levels
@@ -251,7 +222,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     timer = StepTimer()
     callbacks = [
         build(f"callbacks.{k}", lambda c=c: instantiate(c)) for k, c in (cfg.get("callbacks") or {}).items() if c
-    ] + [timer]
+    ] + [timer, *([Progress(cfg.optimized_metric)] if progress else [])]
     loggers = [build(f"logger.{k}", lambda c=c: instantiate(c)) for k, c in (cfg.get("logger") or {}).items() if c]
     target = next((c for c in callbacks if c.__class__.__name__ == "TargetReached"), None)
     guard = RunGuard(out_dir / "checkpoints")  # always on: NaN stop, clean Ctrl-C, RNG in checkpoints
@@ -278,6 +249,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     if ckpt_path is not None:
         check_checkpoint(ckpt_path, module)
     out_dir.mkdir(parents=True, exist_ok=True)  # only now: bad input above leaves nothing behind
+    keep_log(out_dir)
 
     t_fit = time.perf_counter()
     try:
@@ -313,6 +285,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         "startup_s": t_fit - T_PROCESS,
         "world_size": world,
         "tested_checkpoint": Path(best).name if best else "final weights",
+        "weights": weights_used(trainer, timer.val_step, out_dir),
         **timer.summary(),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "torch_threads": torch.get_num_threads(),  # a parallel launcher's share of the cores

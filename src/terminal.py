@@ -1,0 +1,353 @@
+"""What a run shows on the terminal, and `<run>/train.log` holding the same lines.
+
+- `banner`: the run folder and what is trained, printed before the slow imports of a run.
+- `logged_run` / `keep_log`: everything `train()` prints (ours, warnings, Hydra's and Lightning's
+  log records) goes to the terminal and is appended to `<run>/train.log`.
+- `SweepProgress`: a Hydra callback printing the sweep folder and `k/N jobs done`.
+
+Imported before Hydra runs a job (the callback), so it stays light: no torch, no Lightning.
+The per-validation progress lines are `src.callbacks.Progress`.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from src.config import ConfigError
+
+LOG_NAME = "train.log"
+
+
+def check_progress(value: Any) -> bool:
+    """`progress` turns the banner and the progress lines on or off."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"progress={value!r} is not allowed; use true (banner and progress lines) or false.")
+    return value
+
+
+def fmt(v: Any) -> str:
+    """A metric value as printed: 4 significant digits for floats."""
+    return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+
+def target_text(monitor: str, target: float | None, mode: str, consecutive: int) -> str:
+    op = "<=" if mode == "min" else ">="
+    rows = "validation" if consecutive == 1 else f"{consecutive} validations in a row"
+    return f"{monitor} {op} {target} for {rows}"
+
+
+# -- the start banner ----------------------------------------------------------------------------
+TASK_KEYS = ("vocab", "context", "lag", "out_len", "encoding", "objective")
+
+
+def banner(cfg: DictConfig, out_dir: Path, net_kwargs: dict[str, Any], ckpt_path: Path | None) -> str:
+    """Which folder, what is trained, with which budget and stop; on resume, from which checkpoint."""
+    task = OmegaConf.to_container(cfg.task, resolve=True)
+    trainer = OmegaConf.to_container(cfg.trainer, resolve=True)
+    data = cfg.data
+    lines = [f"run folder: {out_dir.absolute()}"]
+    if ckpt_path is not None:
+        same = Path(ckpt_path).absolute().parent.parent == out_dir.absolute()
+        where = "this run" if same else f"the run in {Path(ckpt_path).absolute().parent.parent}"
+        lines.append(f"resuming {where} from {ckpt_path} (the step it continues from is printed when training starts)")
+    details = ", ".join(f"{k} {task[k]}" for k in TASK_KEYS if k in task)
+    stateful = ", stateful" if task.get("stateful") else ""
+    lines.append(f"task: {task.get('name')} ({details}{stateful})")
+    layers = net_kwargs.get("layers", 1)
+    lines.append(
+        f"model: {net_kwargs.get('cell')}, hidden {net_kwargs.get('hidden')}, {layers} layer{'s' * (layers != 1)}, "
+        f"topology {net_kwargs.get('topology')}; seed {cfg.seed}"
+    )
+    epochs, steps, per_epoch = trainer.get("max_epochs", -1), trainer.get("max_steps", -1), data.batches_per_epoch
+    budget = [f"{epochs} epoch{'s' * (epochs != 1)} x {per_epoch} batches" if epochs and epochs > 0 else None]
+    budget.append(f"at most {steps} steps" if steps and steps > 0 else None)
+    lines.append(
+        f"budget: {', '.join(b for b in budget if b)} of {data.batch_size}; validation every "
+        f"{trainer.get('val_check_interval')} batches on {data.val_size} windows"
+    )
+    tr = (cfg.get("callbacks") or {}).get("target_reached")
+    if tr and tr.get("target") is not None:
+        stop = target_text(tr.monitor, tr.target, tr.get("mode", "max"), tr.get("consecutive", 1))
+        lines.append(f"stop: when {stop}")
+    else:
+        lines.append("stop: no target; trains the whole budget")
+    return "\n".join(lines)
+
+
+# -- train.log -----------------------------------------------------------------------------------
+class _RunLog:
+    """The file side of the tees: lines are held in memory until the run folder is kept (bad
+    input must leave nothing behind), then appended to `<run>/train.log` as they are written."""
+
+    def __init__(self) -> None:
+        self.pending: list[str] = []
+        self.file: Any = None
+        self.closed = False
+
+    def write(self, text: str) -> None:
+        if self.closed:
+            return
+        if self.file is None:
+            self.pending.append(text)
+            return
+        self.file.write(text)
+        if "\n" in text:  # a killed run keeps every finished line
+            self.file.flush()
+
+    def keep(self, path: Path) -> None:
+        if self.file is None and not self.closed:
+            self.file = open(path, "a", encoding="utf-8")  # noqa: SIM115 - open for the whole run; append on resume
+            self.write("".join(self.pending))
+            self.pending = []
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+        self.file, self.pending, self.closed = None, [], True
+
+
+class _Tee:
+    """sys.stdout / sys.stderr stand-in writing to the terminal stream and the run log. After the
+    run it passes everything to the terminal only, for anything that kept a reference."""
+
+    def __init__(self, stream: Any, log: _RunLog):
+        self.stream, self.log = stream, log
+
+    def write(self, text: str) -> int:
+        n = self.stream.write(text)
+        self.log.write(text)
+        return n
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding, ...
+        return getattr(self.stream, name)
+
+
+_ACTIVE: list[_RunLog] = []  # the log of the train() running in this process, if any
+
+
+def _all_handlers() -> list[tuple[logging.Logger, logging.Handler]]:
+    loggers = [logging.getLogger()] + [
+        lg for lg in logging.Logger.manager.loggerDict.values() if isinstance(lg, logging.Logger)
+    ]
+    return [(lg, h) for lg in loggers for h in lg.handlers]
+
+
+T = TypeVar("T")
+
+
+def logged_run(train: Callable[..., T]) -> Callable[..., T]:
+    """Decorate `train(cfg)`: what it prints reaches the terminal and `<run>/train.log`.
+
+    Set up here rather than by Hydra's job logging, so a run started without Hydra (tests, a
+    resume calling train directly) logs the same way. Under Hydra, its file handler on the same
+    train.log is detached meanwhile (otherwise every log record would be written twice), and its
+    console handler writes through the tee. Only the primary process logs; ranks > 0 print nothing.
+    """
+
+    @functools.wraps(train)
+    def wrapper(cfg: DictConfig, *args: Any, **kwargs: Any) -> T:
+        from src.launch import is_primary
+
+        if _ACTIVE or not is_primary():
+            return train(cfg, *args, **kwargs)
+        try:
+            target = os.path.abspath(Path(str(cfg.paths.output_dir)) / LOG_NAME)
+        except Exception:  # an unresolvable output_dir: train() reports it
+            target = None
+        log = _RunLog()
+        tees = {"stdout": _Tee(sys.stdout, log), "stderr": _Tee(sys.stderr, log)}
+        originals = {"stdout": sys.stdout, "stderr": sys.stderr}
+        swapped, detached = [], []
+        for lg, h in _all_handlers():
+            if isinstance(h, logging.FileHandler):
+                if target is not None and h.baseFilename == target:
+                    lg.removeHandler(h)
+                    detached.append((lg, h))
+            elif isinstance(h, logging.StreamHandler):
+                base = h.stream.stream if isinstance(h.stream, _Tee) else h.stream
+                for name, stream in originals.items():
+                    if base is stream:
+                        swapped.append((h, h.stream))
+                        h.stream = tees[name]
+        sys.stdout, sys.stderr = tees["stdout"], tees["stderr"]
+        _ACTIVE.append(log)
+        try:
+            return train(cfg, *args, **kwargs)
+        except BaseException as err:
+            log.write(error_text(err))  # what train.py prints for it, after train() has returned
+            raise
+        finally:
+            _ACTIVE.remove(log)
+            for name, tee in tees.items():
+                if getattr(sys, name) is tee:
+                    setattr(sys, name, originals[name])
+            for h, stream in swapped:
+                h.stream = stream
+            for lg, h in detached:
+                lg.addHandler(h)
+            log.close()
+
+    return wrapper
+
+
+def keep_log(out_dir: Path) -> None:
+    """The run folder is made and kept: start appending to its train.log (with what was printed
+    so far). Without a `logged_run` around (ranks > 0), nothing."""
+    if _ACTIVE:
+        _ACTIVE[-1].keep(out_dir / LOG_NAME)
+
+
+def error_text(err: BaseException) -> str:
+    """The line train.py prints for an error that ends a run (a traceback for an unexpected one)."""
+    from src.launch import RunFailed, RunInterrupted
+
+    if isinstance(err, RunInterrupted):
+        return f"interrupted: {err}\n"
+    if isinstance(err, (ConfigError, RunFailed)):
+        return f"error: {err}\n"
+    return "".join(traceback.format_exception(err))
+
+
+# -- sweeps --------------------------------------------------------------------------------------
+def sweep_size(config: DictConfig) -> int | None:
+    """Jobs a multirun will launch: Optuna's n_trials, or the basic sweeper's expansion of the
+    command line and hydra.sweeper.params; None when it cannot be told in advance."""
+    from src.sweeps import expected_jobs
+
+    sweeper = config.hydra.sweeper
+    if "n_trials" in sweeper:
+        return int(sweeper.n_trials)
+    try:
+        jobs = expected_jobs(OmegaConf.to_container(config, resolve=False))
+    except Exception:  # e.g. glob(): only the config loader knows its options
+        return None
+    return len(jobs) if jobs is not None else None
+
+
+class SweepProgress(Callback):
+    """Hydra callback (conf/hydra/default.yaml): prints the sweep folder when a multirun starts,
+    and after every job `[sweep] k/N jobs done (f failed) after t s` on stderr.
+
+    on_job_end runs in the job's own process (a loky worker under the joblib launcher), so the
+    count is read from the sweep folder: a job is done once its metrics.json exists. Time counts
+    from multirun.yaml, which the sweeper writes as the sweep starts."""
+
+    def __init__(self) -> None:
+        self.total: int | None = None  # set in on_multirun_start; travels to the workers with the callback
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        self.total = sweep_size(config)
+        jobs = f"{self.total} jobs" if self.total is not None else "jobs"
+        print(f"[sweep] {jobs} -> {Path(str(config.hydra.sweep.dir)).absolute()}", file=sys.stderr, flush=True)
+
+    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
+        from hydra.core.hydra_config import HydraConfig
+        from hydra.types import RunMode
+
+        if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+            return
+        folder = Path(str(config.hydra.sweep.dir)).absolute()
+        done = failed = 0
+        for path in folder.rglob("metrics.json"):
+            done += 1
+            try:
+                import json
+
+                failed += json.loads(path.read_text()).get("status") != "completed"
+            except (OSError, ValueError):
+                failed += 1
+        total = f"/{self.total}" if self.total is not None else ""
+        since = folder / "multirun.yaml"
+        after = f" after {time.time() - since.stat().st_mtime:.0f} s" if since.exists() else ""
+        failures = f" ({failed} failed)" if failed else ""
+        print(f"[sweep] {done}{total} jobs done{failures}{after}", file=sys.stderr, flush=True)
+
+
+# -- the summary ---------------------------------------------------------------------------------
+def weights_used(trainer: Any, val_step: int | None, out_dir: Path) -> dict[str, Any]:
+    """Which weights test/* and val/* were measured on: test on the checkpoint callback's best
+    (when there is one), val at the last validation. Recorded in metrics.json and printed in the
+    summary's header."""
+    ckpt = trainer.checkpoint_callback
+    best, final_step = (ckpt.best_model_path if ckpt else "") or "", trainer.global_step
+    if best:
+        import torch
+
+        step = torch.load(best, map_location="cpu", weights_only=False, mmap=True)["global_step"]
+        path = Path(best)
+        shown = path.relative_to(out_dir) if path.is_relative_to(out_dir) else path
+        chosen = (
+            "the latest" if ckpt.monitor is None else f"{'lowest' if ckpt.mode == 'min' else 'highest'} {ckpt.monitor}"
+        )
+        test = f"{shown} (step {step}, {chosen})"
+    else:
+        step, test = final_step, f"final weights (step {final_step})"
+    if val_step is None:
+        val = "no validation ran"
+    elif val_step == final_step:
+        val = f"final weights (step {val_step}, last validation)"
+    else:
+        val = f"weights at step {val_step} (last validation; training went on to step {final_step})"
+    return {"test": test, "val": val, "test_step": step, "val_step": val_step}
+
+
+def print_summary(metrics: dict[str, Any], rows: list[dict[str, Any]], out_dir: Path) -> None:
+    w = metrics.get("weights") or {}
+    where = ", predicted by the test weights" if "test" in w else ""
+    lines = ["", f"Sample test windows (input -> expected | predicted){where}:"]
+    for r in rows:
+        ok = "ok " if [round(v) for v in r["predicted"]] == r["expected"] else "ERR"
+        lines.append(f"  {ok} {r['input']} -> {r['expected']} | {r['predicted']}")
+    lines.append("")
+    if w:
+        lines.append(f"  test: {w['test']}")
+        lines.append(f"  val:  {w['val']}")
+    # regression: the baseline is always predicting the test targets' mean (std 0, mse = variance)
+    base = "mean pred" if "test/mse" in metrics else "chance"
+    heads = [
+        f"test @ step {w['test_step']}" if w.get("test_step") is not None else "test",
+        f"val @ step {w['val_step']}" if w.get("val_step") is not None else "val",
+    ]
+    width = max(10, *(len(h) + 2 for h in heads))
+    lines.append(f"  {'metric':<12}{heads[0]:>{width}}{heads[1]:>{width}}{base:>12}")
+    for name in ("loss", "acc", "exact", "mse", "mae", "pred_mean", "pred_std"):
+        if f"test/{name}" in metrics:
+            test, val = metrics[f"test/{name}"], metrics.get(f"val/{name}")
+            chance = metrics["chance"].get(name)
+            lines.append(
+                f"  {name:<12}{fmt(test):>{width}}{fmt(val):>{width}}{fmt(chance) if chance is not None else '-':>12}"
+            )
+    if "train/loss" in metrics:  # what debug=overfit exists to show: it should approach 0
+        lines.append(f"  train/loss {fmt(metrics['train/loss'])} (the last value logged in training)")
+    tgt = metrics["target"]
+    if tgt["target"] is None:
+        lines.append(f"  no target set: trained the whole budget (best {tgt['monitor']} = {fmt(tgt['best'])})")
+    else:
+        goal = target_text(tgt["monitor"], tgt["target"], tgt.get("mode", "max"), tgt.get("consecutive", 1))
+        first = tgt.get("first_hit_step")
+        if tgt["reached"]:
+            touched = f"; first touched at step {first}" if first is not None and first != tgt["step"] else ""
+            lines.append(f"  target {goal}: reached at step {tgt['step']} after {tgt['seconds']:.2f} s{touched}")
+        elif first is not None:
+            lines.append(
+                f"  target {goal}: not reached; touched at step {first} but never held (best {fmt(tgt['best'])})"
+            )
+        else:
+            lines.append(f"  target {goal}: not reached (best {fmt(tgt['best'])})")
+    lines.append(f"  steps {metrics['steps']}, params {metrics['params']}, wall {metrics['wall_time_s']:.1f} s")
+    lines.append(f"Run folder: {out_dir}")
+    print("\n".join(lines), flush=True)
