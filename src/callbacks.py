@@ -139,20 +139,22 @@ class Progress(pl.Callback):
         self._next = math.inf  # when the next heartbeat is due; inf: none (ranks > 0, outside a fit)
         self._t0 = 0.0
         self._last = (0.0, 0)  # clock and step of the last line printed
-        self._budget = ""
+        self._budget = ""  # "/<most steps>" when known
+        self._batches = 0  # the epochs' batches, 0 when unbounded
         self._target: TargetReached | None = None
 
     def _where(self, trainer: pl.Trainer) -> str:
-        if trainer.lightning_module.automatic_optimization:
+        if trainer.lightning_module.automatic_optimization:  # one optimizer step per batch
             return f"step {trainer.global_step}{self._budget}"
-        # manual optimization (stateful tasks) steps once per chunk: the budget counts batches
-        return (
-            f"batch {trainer.fit_loop.epoch_loop.batch_progress.total.ready}{self._budget} (step {trainer.global_step})"
-        )
+        # manual optimization (stateful tasks) steps once per chunk: epochs count batches, max_steps steps
+        batches = f"/{self._batches}" if self._batches else ""
+        steps = f"/{trainer.max_steps}" if trainer.max_steps > 0 else ""
+        done = trainer.fit_loop.epoch_loop.batch_progress.total.ready
+        return f"batch {done}{batches} (step {trainer.global_step}{steps})"
 
     def _say(self, trainer: pl.Trainer, text: str) -> None:
         now = time.perf_counter()
-        print(f"{self._where(trainer)}  {now - self._t0:6.1f} s  {text}", flush=True)
+        print(f"{self._where(trainer):<16}{now - self._t0:7.1f} s  {text}", flush=True)
         self._last, self._next = (now, trainer.global_step), now + self.heartbeat_s
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -164,6 +166,7 @@ class Progress(pl.Callback):
         batches = trainer.num_training_batches * trainer.max_epochs if trainer.max_epochs > 0 else math.inf
         budget = min(batches, trainer.max_steps) if trainer.max_steps > 0 else batches
         self._budget = f"/{budget}" if math.isfinite(budget) else ""
+        self._batches = batches if math.isfinite(batches) else 0
         self._t0 = time.perf_counter()
         self._last, self._next = (self._t0, trainer.global_step), self._t0 + self.heartbeat_s
         # start-up (imports, data, model) is over: say so, and from where a resumed run goes on

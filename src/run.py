@@ -28,6 +28,8 @@ def quiet_framework() -> None:
     import warnings
 
     logging.getLogger("pytorch_lightning.utilities.rank_zero").setLevel(logging.WARNING)
+    # an INFO line on every interrupt checkpoint ("`weights_only` was not set, defaulting to `False`")
+    logging.getLogger("pytorch_lightning.trainer.connectors.checkpoint_connector").setLevel(logging.WARNING)
     for pattern in (
         ".*IterableDataset.*has `__len__` defined.*",
         ".*does not have many workers.*",

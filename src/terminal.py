@@ -308,7 +308,7 @@ def weights_used(trainer: Any, val_step: int | None, out_dir: Path) -> dict[str,
 def print_summary(metrics: dict[str, Any], rows: list[dict[str, Any]], out_dir: Path) -> None:
     w = metrics.get("weights") or {}
     where = ", predicted by the test weights" if "test" in w else ""
-    lines = ["", f"Sample test windows (input -> expected | predicted){where}:"]
+    lines = ["", f"Sample test windows (input -> expected | predicted){where}:"] if rows else []
     for r in rows:
         ok = "ok " if [round(v) for v in r["predicted"]] == r["expected"] else "ERR"
         lines.append(f"  {ok} {r['input']} -> {r['expected']} | {r['predicted']}")
