@@ -27,10 +27,10 @@ TIMINGS = {
 
 
 def comparable(metrics: dict[str, Any]) -> dict[str, Any]:
-    """metrics.json values without timings (the target's `seconds` included)."""
+    """metrics.json values without timings (the target's `seconds` and `first_hit_seconds` included)."""
     out = {k: v for k, v in metrics.items() if k not in TIMINGS}
     if isinstance(out.get("target"), dict):
-        out["target"] = {k: v for k, v in out["target"].items() if k != "seconds"}
+        out["target"] = {k: v for k, v in out["target"].items() if k not in ("seconds", "first_hit_seconds")}
     return out
 
 
