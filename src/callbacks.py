@@ -28,6 +28,10 @@ class TargetReached(pl.Callback):
         self.best: float | None = None
         self._t0 = time.perf_counter()
         self._elapsed_before = 0.0  # fit time of earlier (resumed-from) attempts
+        self._stage: str | None = None
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self._stage = stage  # called before Lightning restores a checkpoint's callback states
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._t0 = time.perf_counter()
@@ -74,6 +78,10 @@ class TargetReached(pl.Callback):
         return {**self.summary(), "elapsed": self.seconds(), "streak": self.streak}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self._stage not in (None, "fit"):
+            # trainer.test(ckpt_path=best.ckpt) restores callback states too: the record of the
+            # fit (reached at step 200) must not roll back to the best checkpoint's (step 150)
+            return
         self.best, self._elapsed_before, self.streak = state["best"], state["elapsed"], state.get("streak", 0)
         if "first_hit_step" in state:
             self.reached_step, self.reached_seconds = state["step"], state["seconds"]

@@ -35,7 +35,11 @@ class Scripted(pl.LightningModule):
         pass
 
     def on_validation_epoch_end(self):
-        self.log("val/exact", self.values.pop(0))
+        value = self.values.pop(0)
+        self.log_dict({"val/exact": value, "val/loss": 1.0 if value == 0.99 else 2.0})  # val/loss lowest at 0.99
+
+    def test_step(self, batch, batch_idx):
+        pass
 
     def configure_optimizers(self):
         return torch.optim.SGD(self.parameters(), lr=0.01)
@@ -47,7 +51,7 @@ class Scripted(pl.LightningModule):
         return DataLoader(TensorDataset(torch.ones(1, 1)), batch_size=1)
 
 
-def fit_scripted(values: list[float], *callbacks: pl.Callback) -> pl.Trainer:
+def fit_scripted(values: list[float], *callbacks: pl.Callback, checkpoints: bool = False) -> pl.Trainer:
     """Validations at steps 50, 100, ..., 250 (the budget), logging `values` in turn."""
     trainer = pl.Trainer(
         max_steps=50 * len(values),
@@ -55,7 +59,7 @@ def fit_scripted(values: list[float], *callbacks: pl.Callback) -> pl.Trainer:
         check_val_every_n_epoch=None,
         num_sanity_val_steps=0,
         logger=False,
-        enable_checkpointing=False,
+        enable_checkpointing=checkpoints,
         enable_progress_bar=False,
         enable_model_summary=False,
         callbacks=list(callbacks),
@@ -176,3 +180,16 @@ def test_sweep_prints_its_folder_and_jobs_done(tmp_path, launcher):
         ]  # fmt: skip
     else:  # two workers: two jobs can end together and count each other, but the last count is all
         assert max(done).startswith("[sweep] 4/4 jobs done (2 failed)"), done
+
+
+def test_testing_the_best_checkpoint_keeps_the_fits_target_record(tmp_path, capsys):
+    """run.py tests best.ckpt after the fit; Lightning restores callback states from it, which
+    rolled the record back to the best checkpoint's validation (here: before the target held)."""
+    target = TargetReached("val/exact", target=0.99, mode="max", consecutive=2)
+    best = pl.callbacks.ModelCheckpoint(dirpath=tmp_path, filename="best", monitor="val/loss", mode="min")
+    module_trainer = fit_scripted([0.9, 0.99, 1.0, 0.5], target, best, checkpoints=True)
+    assert Path(best.best_model_path).name == "best.ckpt" and target.summary()["step"] == 150
+    module_trainer.test(Scripted([]), dataloaders=Scripted([]).val_dataloader(), ckpt_path=best.best_model_path)
+    s = target.summary()
+    assert (s["reached"], s["step"], s["first_hit_step"], s["best"]) == (True, 150, 100, 1.0)
+    assert "reached at step 150" in printed_verdict(target, module_trainer, capsys)
