@@ -150,6 +150,7 @@ class Progress(pl.Callback):
         self._budget = ""  # "/<most steps>" when known
         self._batches = 0  # the epochs' batches, 0 when unbounded
         self._target: TargetReached | None = None
+        self._loss: Any = None  # the last training batch's loss (a tensor), when the step returns one
 
     def _where(self, trainer: pl.Trainer) -> str:
         if trainer.lightning_module.automatic_optimization:  # one optimizer step per batch
@@ -186,11 +187,13 @@ class Progress(pl.Callback):
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
+        # Lightning hands over a detached copy of the batch's loss: keeping a reference costs no
+        # device sync, and a validation line can say the loss of the batch just before it.
+        self._loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
         now = time.perf_counter()
         if now < self._next:
             return
-        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-        said = f"train/loss {float(loss):.4g} (this batch)" if loss is not None else ""
+        said = f"train/loss {float(self._loss):.4g} (this batch)" if self._loss is not None else ""
         t, step = self._last
         rate = (trainer.global_step - step) / (now - t) if now > t else 0.0
         self._say(trainer, f"{rate:.1f} steps/s  {said}".rstrip())
@@ -199,7 +202,11 @@ class Progress(pl.Callback):
         if trainer.sanity_checking or not trainer.is_global_zero or not math.isfinite(self._next):
             return
         m = trainer.callback_metrics
-        parts = [f"{k} {float(m[k]):.4g}" for k in ("train/loss", "val/loss") if k in m and k != self.monitor]
+        if self._loss is not None:
+            parts = [f"train/loss {float(self._loss):.4g} (last batch)"]
+        else:  # manual optimization returns no loss: the last one logged
+            parts = [f"train/loss {float(m['train/loss']):.4g} (logged)"] if "train/loss" in m else []
+        parts += [f"val/loss {float(m['val/loss']):.4g}"] if "val/loss" in m and self.monitor != "val/loss" else []
         value = m.get(self.monitor)
         if value is not None:
             text = f"{self.monitor} {float(value):.4g}"
