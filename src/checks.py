@@ -134,8 +134,9 @@ def check_paths(cfg: DictConfig) -> None:
     given = Path(str(cfg.paths.output_dir)).absolute()
     if given != run_dir:
         raise ConfigError(
-            f"paths.output_dir={cfg.paths.output_dir} differs from this run's folder {run_dir}, which would split "
-            "the run over two folders; set hydra.run.dir (hydra.sweep.dir for -m) instead of paths.output_dir."
+            f"paths.output_dir={cfg.paths.output_dir} is not allowed; it must stay the run folder, where Hydra "
+            "writes the run's config and log, or one run would be split over two folders; choose the folder with "
+            "hydra.run.dir (hydra.sweep.dir with -m)."
         )
 
 

@@ -851,16 +851,6 @@ def _write(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
-def _check_writable(out: Path) -> None:
-    """The summary folder must be creatable and writable (a sweep folder on read-only storage, or
-    someone else's): said in one sentence before anything is written."""
-    probe = out.absolute()
-    while not probe.exists():
-        probe = probe.parent
-    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK) or (out.exists() and not os.access(out, os.W_OK)):
-        raise SweepError(f"cannot write the summary to {out} ({probe} refuses writes); pass --out <a writable folder>.")
-
-
 def _slug(metric: str) -> str:
     return re.sub(r"[^A-Za-z0-9.]+", "-", metric).strip("-")
 
@@ -876,9 +866,26 @@ def summarize(
 ) -> dict[str, Path]:
     """Write jobs.csv, summary.md, heatmap PNGs and a TensorBoard run for a multirun folder into
     `out` (default <folder>/summary); print where. Returns {what: path}."""
+    try:
+        return _summarize(folder, metric, threshold, out, x, y, quiet)
+    except OSError as err:  # a read-only sweep folder, a full disk: said once, not as a traceback
+        where = out if out is not None else Path(folder) / SUMMARY
+        raise SweepError(
+            f"cannot write the summary to {where} ({err.strerror or type(err).__name__}); pass --out <a writable folder>."
+        ) from None
+
+
+def _summarize(
+    folder: Path | str,
+    metric: str,
+    threshold: float,
+    out: Path | str | None,
+    x: str | None,
+    y: str | None,
+    quiet: bool,
+) -> dict[str, Path]:
     sweep = load_sweep(folder)
     out = Path(out) if out is not None else sweep.folder / SUMMARY
-    _check_writable(out)
     if not any(j.status != "missing" for j in sweep.jobs):
         note = f"{sweep.folder} has no finished job yet"
     else:
