@@ -122,8 +122,11 @@ def validate(cfg: DictConfig) -> tuple[Any, dict[str, Any], int]:
     if task.stateful and (cfg.data.batch_size // world) < 1:
         raise ConfigError("data.batch_size must give every process at least one stream.")
     check_run(cfg, task)
-    hw = OmegaConf.to_container(cfg.hardware, resolve=True)
-    check_memory(task, net_kwargs, OmegaConf.to_container(cfg.data, resolve=True), hw, world)
+    from src.launch import is_primary
+
+    if is_primary():  # for all of its processes; the others would see memory rank 0 already holds
+        hw = OmegaConf.to_container(cfg.hardware, resolve=True)
+        check_memory(task, net_kwargs, OmegaConf.to_container(cfg.data, resolve=True), hw, world)
     return task, net_kwargs, world
 
 
