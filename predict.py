@@ -11,13 +11,17 @@ an expected value. Examples:
 
 Window tasks read exactly `task.context` values; label-framing tasks (a target at every step,
 stateful ones included: they start from a reset state) read any number of values.
-Bad input (no such folder, no checkpoint, wrong window length, a value outside the vocabulary) is
-answered with one sentence on stderr and exit status 2.
+Bad input (no such folder, a damaged config, no checkpoint or one with non-finite weights, a run
+that failed, wrong window length, a value outside the task's range) is answered with one sentence
+on stderr and exit status 2. A run that did not complete (interrupted, or still running) is used
+with a warning on stderr that says so.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -31,21 +35,44 @@ CHECKPOINTS = ("best.ckpt", "last.ckpt")
 
 def load_run(run_dir: Path) -> tuple[Task, Any, Path]:
     """(task, network with the checkpoint's weights in eval mode, checkpoint path) of a run folder."""
+    task, net_kwargs = load_task(run_dir)
+    net, ckpt = load_net(run_dir, task, net_kwargs)
+    return task, net, ckpt
+
+
+def load_task(run_dir: Path) -> tuple[Task, dict[str, Any]]:
+    """The run's task and network arguments from its saved config, checked as train.py did."""
     if not run_dir.is_dir():
         raise ConfigError(f"run folder {run_dir} does not exist; pass a folder that train.py wrote (outputs/runs/...).")
     cfg_path = run_dir / ".hydra" / "config.yaml"
     if not cfg_path.is_file():
         raise ConfigError(f"{run_dir} has no .hydra/config.yaml, so it is not a run folder written by train.py.")
+    try:
+        cfg = OmegaConf.load(cfg_path)
+        model = OmegaConf.to_container(cfg.model, resolve=True)
+        task = make_task(OmegaConf.to_container(cfg.task, resolve=True), tbptt=model.get("tbptt", 1))
+        net_kwargs = check_model(model, task)
+    except ConfigError as err:
+        raise ConfigError(f"{cfg_path} holds a config train.py would refuse: {err}") from None
+    except Exception as err:  # not YAML, not a mapping, no task or model node
+        first = str(err).strip().splitlines()[0].rstrip(".") if str(err).strip() else ""
+        raise ConfigError(
+            f"{cfg_path} cannot be read as a run config ({type(err).__name__}: {first}); it is damaged or not "
+            "written by train.py."
+        ) from None
+    return task, net_kwargs
+
+
+def load_net(run_dir: Path, task: Task, net_kwargs: dict[str, Any]) -> tuple[Any, Path]:
+    """The network with the run's checkpoint loaded (best.ckpt, else last.ckpt), in eval mode; a
+    run that failed or a checkpoint with non-finite weights is refused, an unfinished run warned of."""
     ckpt = next((run_dir / "checkpoints" / n for n in CHECKPOINTS if (run_dir / "checkpoints" / n).is_file()), None)
     if ckpt is None:
         raise ConfigError(
             f"{run_dir} has no checkpoints/best.ckpt or last.ckpt; train with the default callbacks "
             "(callbacks=default) to save one."
         )
-    cfg = OmegaConf.load(cfg_path)
-    model = OmegaConf.to_container(cfg.model, resolve=True)
-    task = make_task(OmegaConf.to_container(cfg.task, resolve=True), tbptt=model.get("tbptt", 1))
-    net_kwargs = check_model(model, task)
+    status = run_status(run_dir)
 
     import torch
 
@@ -57,23 +84,65 @@ def load_run(run_dir: Path) -> tuple[Task, Any, Path]:
         net.load_state_dict({k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")})
     except Exception as err:  # a truncated file or one from a different model config
         raise ConfigError(f"checkpoint {ckpt} cannot be loaded into the run's model ({type(err).__name__}).") from err
-    return task, net.eval(), ckpt
+    if not all(torch.isfinite(p).all() for p in net.parameters()):
+        raise ConfigError(f"checkpoint {ckpt} holds non-finite (NaN or inf) weights, so its predictions mean nothing.")
+    if status not in (None, "completed", "interrupted"):
+        raise ConfigError(
+            f"run {run_dir} {status} ({status_reason(run_dir)}), so its checkpoint is not a trained model; "
+            "resume it with ckpt_path or train it again."
+        )
+    if status != "completed":
+        state = "was interrupted" if status == "interrupted" else "has no metrics.json (still running, or killed)"
+        print(f"warning: run {run_dir} {state}; predicting with {ckpt.name} as it was saved.", file=sys.stderr)
+    return net.eval(), ckpt
+
+
+def run_status(run_dir: Path) -> str | None:
+    """The status metrics.json records, 'unreadable' for a damaged one, None without one."""
+    try:
+        status = json.loads((run_dir / "metrics.json").read_text()).get("status")
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, AttributeError):
+        return "unreadable"
+    return str(status)
+
+
+def status_reason(run_dir: Path) -> str:
+    try:
+        m = json.loads((run_dir / "metrics.json").read_text())
+        return str(m.get("error") or m.get("reason") or f"status {m.get('status')!r}").rstrip(".")
+    except (OSError, ValueError, AttributeError):
+        return "its metrics.json cannot be read"
 
 
 def parse_values(task: Task, words: list[str]) -> list[float] | list[int]:
     """The typed window, checked against the task: integers in the vocabulary for uniform streams,
     any numbers for arithmetic; exactly `context` of them for window framing."""
     values = []
+    low, high = task.value_range
     for w in words:
         try:
             v = float(w)
         except ValueError:
             raise ConfigError(f"input value {w!r} is not a number.") from None
+        if not math.isfinite(v):
+            raise ConfigError(f"input value {w!r} is not a finite number.")
         if task.stream == "uniform" and (not v.is_integer() or not 0 <= v < task.vocab):
             raise ConfigError(
                 f"input value {w!r} is outside the vocabulary of task {task.name}; use integers in [0, {task.vocab - 1}]."
             )
+        if not low <= v <= high:  # the values the stream emits: what the network was trained on
+            raise ConfigError(
+                f"input value {w!r} is outside the values task {task.name} was trained on; use numbers in "
+                f"[{low}, {high}]."
+            )
         values.append(int(v) if v.is_integer() else v)
+    if task.framing == "label" and len(values) <= task.lag:
+        raise ConfigError(
+            f"got {len(values)} input values, but task {task.name} targets the value task.lag={task.lag} steps back, "
+            f"so no step would have a target; type at least {task.lag + 1}."
+        )
     if task.framing == "window" and len(values) != task.context:
         raise ConfigError(
             f"got {len(values)} input values, but task {task.name} reads windows of task.context={task.context}; "
@@ -136,8 +205,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("values", nargs="+", help="the window, oldest value first")
     args = parser.parse_args(argv)
     try:
-        task, net, ckpt = load_run(args.run)
-        result = predict(task, net, parse_values(task, args.values))
+        task, net_kwargs = load_task(args.run)
+        values = parse_values(task, args.values)  # cheap checks first: no checkpoint is read for a typo
+        net, ckpt = load_net(args.run, task, net_kwargs)
+        result = predict(task, net, values)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 from omegaconf import DictConfig, OmegaConf
 
-from src.config import ConfigError, Task
+from src.config import ConfigError, Task, check_known_keys
 
 T = TypeVar("T")
 
@@ -38,7 +38,38 @@ TRAINER_OWNED = {
     "reload_dataloaders_every_n_epochs": "the data module (fresh data every epoch)",
     "num_sanity_val_steps": "src/run.py (no sanity check: evaluation sets are fixed)",
     "enable_checkpointing": "the callbacks group (model_checkpoint, last_checkpoint)",
+    "gradient_clip_val": "optim.grad_clip",
+    "gradient_clip_algorithm": "optim.grad_clip (clipping by norm)",
+    "overfit_batches": "data.overfit_batches",
+    "limit_train_batches": "data.batches_per_epoch",
+    "fast_dev_run": "debug=fast",
 }
+# Trainer arguments that pass through `trainer` unchanged, and what each accepts; any other key
+# is refused (a typo would be a TypeError from Trainer, a supported-but-unchecked one could crash
+# mid-run or change training silently).
+TRAINER_BOOLS = ("enable_progress_bar", "enable_model_summary", "benchmark", "detect_anomaly", "inference_mode")
+TRAINER_KEYS = {
+    "max_epochs", "max_steps", "min_steps", "min_epochs", "val_check_interval", "log_every_n_steps", "deterministic",
+    "accumulate_grad_batches", "limit_val_batches", "limit_test_batches", "profiler", *TRAINER_BOOLS,
+}  # fmt: skip
+# The top level of conf/train.yaml, and the keys of its plain nodes (the `_target_` nodes, such as
+# optim.optimizer, the callbacks and loggers, are checked by the constructor they name).
+TOP_KEYS = {"seed", "optimized_metric", "ckpt_path", "init_from", "samples", "progress", "paths", "data", "optim",
+            "trainer", "task", "model", "hardware", "callbacks", "logger"}  # fmt: skip
+NODES = ("paths", "data", "optim", "trainer", "task", "model", "hardware")
+GROUPS = ("task", "model", "hardware", "callbacks", "logger", "debug", "experiment", "hparams_search")
+OPTIM_KEYS = {"optimizer", "scheduler", "grad_clip"}
+PATHS_KEYS = {"output_dir"}
+# Adam moves every weight by about lr per step whatever the gradient's scale, and these networks'
+# weights are O(0.1): a step of 10 already wipes them out at the first update, so a larger lr is a
+# typo (1e38 overflows to inf/NaN); SGD-style optimizers are no safer at that size.
+MAX_LR = 10.0
+# Schedulers that step on a monitored metric: SequenceModule steps schedulers by count ("interval:
+# step"), with no metric to give them.
+METRIC_SCHEDULERS = ("ReduceLROnPlateau",)
+# Integer arguments of torch's count-based schedulers that divide by themselves (0 crashes at the
+# first step) or are lengths.
+SCHEDULER_COUNTS = ("step_size", "T_max", "T_0", "total_steps", "total_iters", "step_size_up")
 
 
 def _int(key: str, value: Any, low: int, allow_minus_one: bool = False) -> None:
@@ -67,9 +98,52 @@ def val_metrics(task: Task) -> tuple[str, ...]:
     return tuple(f"val/{n}" for n in names)
 
 
+def _node(key: str, value: Any) -> dict[str, Any]:
+    """A plain config node; `trainer=gpu` or `optim=sgd` (template-style groups this config does
+    not have) make it a string, which Hydra accepts as a value."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise ConfigError(
+        f"{key}={value!r} is not allowed; {key} is a node of keys (e.g. {key}.<key>=<value>), not a config group "
+        f"(the groups are: {', '.join(GROUPS)})."
+    )
+
+
+def _known(node: str, given: Mapping[str, Any], known: set[str]) -> None:
+    check_known_keys(node, dict(given), known)
+
+
+def check_nodes(cfg: DictConfig) -> None:
+    """The top level: known keys only, and every plain node a node (checked first, so the other
+    checks can read them)."""
+    c = OmegaConf.to_container(cfg, resolve=False)
+    _known("", c, TOP_KEYS)
+    for key in NODES:
+        _node(key, c.get(key))
+    _known("paths", c["paths"], PATHS_KEYS)
+
+
+def check_paths(cfg: DictConfig) -> None:
+    """Hydra writes a run's config and log to its run folder, train writes checkpoints, metrics
+    and TensorBoard to paths.output_dir: they must be the same folder, or one run lies in two."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():  # composed by a test or a notebook: no Hydra run folder
+        return
+    run_dir = Path(HydraConfig.get().runtime.output_dir).absolute()
+    given = Path(str(cfg.paths.output_dir)).absolute()
+    if given != run_dir:
+        raise ConfigError(
+            f"paths.output_dir={cfg.paths.output_dir} is not allowed; it must stay the run folder, where Hydra "
+            "writes the run's config and log, or one run would be split over two folders; choose the folder with "
+            "hydra.run.dir (hydra.sweep.dir with -m)."
+        )
+
+
 def check_run(cfg: DictConfig, task: Task) -> None:
     """Top-level keys, optim, trainer, callbacks and logger nodes (plain values, no imports)."""
     c = OmegaConf.to_container(cfg, resolve=True)
+    check_paths(cfg)
     seed = c.get("seed")
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
         raise ConfigError(f"seed={seed!r} is not allowed; it must be an integer in [0, 2**32).")
@@ -84,18 +158,26 @@ def check_run(cfg: DictConfig, task: Task) -> None:
     if ckpt is not None and (not isinstance(ckpt, str) or not ckpt):
         raise ConfigError(f"ckpt_path={ckpt!r} is not allowed; use null, last, or the path of a .ckpt file.")
 
-    optim = c.get("optim") or {}
+    optim = c["optim"]
+    _known("optim", optim, OPTIM_KEYS)
     _target_node("optim.optimizer", optim.get("optimizer"))
     if "lr" in optim["optimizer"]:
-        _number("optim.optimizer.lr", optim["optimizer"]["lr"])
+        lr = optim["optimizer"]["lr"]
+        _number("optim.optimizer.lr", lr)
+        if lr > MAX_LR:
+            raise ConfigError(
+                f"optim.optimizer.lr={lr!r} is not allowed; it must be a number > 0 and <= {MAX_LR:g} (a step that "
+                "large wipes out the weights at the first update)."
+            )
     _number("optim.grad_clip", optim.get("grad_clip"), allow_null=True)
     if optim.get("scheduler") is not None:
-        _target_node("optim.scheduler", optim["scheduler"])
+        check_scheduler(optim["scheduler"])
 
-    trainer = c.get("trainer") or {}
+    trainer = c["trainer"]
     for key, home in TRAINER_OWNED.items():
         if key in trainer:
             raise ConfigError(f"trainer.{key} is set by {home}, not under trainer; remove trainer.{key}.")
+    _known("trainer", trainer, TRAINER_KEYS)
     _int("trainer.max_epochs", trainer.get("max_epochs", -1), 1, allow_minus_one=True)
     _int("trainer.max_steps", trainer.get("max_steps", -1), 1, allow_minus_one=True)
     if trainer.get("max_epochs", -1) == -1 and trainer.get("max_steps", -1) == -1:
@@ -113,6 +195,33 @@ def check_run(cfg: DictConfig, task: Task) -> None:
         raise ConfigError(
             f"trainer.deterministic={trainer['deterministic']!r} is not allowed; choose one of: true, false, warn."
         )
+    for key in TRAINER_BOOLS:
+        if not isinstance(trainer.get(key, False), bool):
+            raise ConfigError(f"trainer.{key}={trainer[key]!r} is not allowed; it must be true or false.")
+    _int("trainer.min_steps", trainer.get("min_steps", 0), 0)
+    _int("trainer.min_epochs", trainer.get("min_epochs", 0), 0)
+    accumulate = trainer.get("accumulate_grad_batches", 1)
+    _int("trainer.accumulate_grad_batches", accumulate, 1)
+    if accumulate > 1 and task.stateful:
+        raise ConfigError(
+            f"trainer.accumulate_grad_batches={accumulate} is not allowed with task.stateful=true, whose training "
+            "step steps the optimizer itself (model.tbptt); use 1."
+        )
+    for key in ("limit_val_batches", "limit_test_batches"):
+        v = trainer.get(key, 1.0)
+        if (
+            isinstance(v, bool)
+            or not isinstance(v, (int, float))
+            or not (0 < v <= 1 if isinstance(v, float) else v >= 1)
+        ):
+            raise ConfigError(
+                f"trainer.{key}={v!r} is not allowed; it must be a fraction in (0, 1] or a number of batches >= 1."
+            )
+    if trainer.get("profiler") not in (None, "simple", "advanced", "pytorch"):
+        raise ConfigError(
+            f"trainer.profiler={trainer['profiler']!r} is not allowed; choose one of: null, simple, advanced, pytorch."
+        )
+    check_budget(trainer, c["data"])
 
     for group in ("callbacks", "logger"):
         nodes = c.get(group) or {}
@@ -134,12 +243,61 @@ def check_run(cfg: DictConfig, task: Task) -> None:
                 )
             if node.get("mode", "max") not in ("max", "min"):
                 raise ConfigError(f"callbacks.{name}.mode={node['mode']!r} is not allowed; choose one of: max, min.")
-        if target == "TargetReached" and node.get("target") is not None:
-            t = node["target"]
-            if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t):
-                raise ConfigError(f"callbacks.{name}.target={t!r} is not allowed; use a number or null.")
-        if target == "ModelCheckpoint" and node.get("every_n_train_steps") is not None:
-            _int(f"callbacks.{name}.every_n_train_steps", node["every_n_train_steps"], 0)
+        if target == "TargetReached":
+            if node.get("target") is not None:
+                t = node["target"]
+                if isinstance(t, bool) or not isinstance(t, (int, float)) or not math.isfinite(t):
+                    raise ConfigError(f"callbacks.{name}.target={t!r} is not allowed; use a number or null.")
+            _int(f"callbacks.{name}.consecutive", node.get("consecutive", 1), 1)
+        if target == "ModelCheckpoint":
+            if node.get("every_n_train_steps") is not None:
+                _int(f"callbacks.{name}.every_n_train_steps", node["every_n_train_steps"], 0)
+            _int(f"callbacks.{name}.save_top_k", node.get("save_top_k", 1), -1)
+        if target == "EarlyStopping":
+            _int(f"callbacks.{name}.patience", node.get("patience", 3), 1)
+
+
+def check_scheduler(node: Any) -> None:
+    """A count-based torch scheduler: SequenceModule steps it after every optimizer step."""
+    _target_node("optim.scheduler", node)
+    name = node["_target_"].rsplit(".", 1)[-1]
+    if name in METRIC_SCHEDULERS:
+        raise ConfigError(
+            f"optim.scheduler={name} is not allowed; it steps on a monitored metric, while schedulers here step "
+            "after every optimizer step with none; use a count-based one such as StepLR or CosineAnnealingLR."
+        )
+    for key in SCHEDULER_COUNTS:
+        if key in node:
+            _int(f"optim.scheduler.{key}", node[key], 1)
+    if "gamma" in node:
+        _number("optim.scheduler.gamma", node["gamma"])
+
+
+def check_budget(trainer: Mapping[str, Any], data: Mapping[str, Any]) -> None:
+    """A validation interval longer than the whole budget means no validation ever runs: no target
+    can be reached, no best checkpoint exists, the run reports `best None`."""
+    accumulate = trainer.get("accumulate_grad_batches", 1)
+    limits = []
+    if trainer.get("max_steps", -1) != -1:
+        limits.append((trainer["max_steps"] * accumulate, f"trainer.max_steps={trainer['max_steps']}"))
+    if trainer.get("max_epochs", -1) != -1:
+        per_epoch = data.get("batches_per_epoch")
+        if isinstance(per_epoch, int) and not isinstance(per_epoch, bool):
+            limits.append(
+                (
+                    trainer["max_epochs"] * per_epoch,
+                    f"trainer.max_epochs={trainer['max_epochs']} x data.batches_per_epoch={per_epoch}",
+                )
+            )
+    if not limits:
+        return
+    budget, why = min(limits)
+    vci = trainer.get("val_check_interval", 1)
+    if vci > budget:
+        raise ConfigError(
+            f"trainer.val_check_interval={vci} exceeds the training budget of {budget} batches ({why}), so no "
+            f"validation would ever run; use val_check_interval <= {budget}."
+        )
 
 
 def check_output_dir(key: str, path: str | Path) -> None:

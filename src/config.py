@@ -93,12 +93,14 @@ class Task:
 
 
 def check_known_keys(node: str, given: dict, known: set[str]) -> None:
-    """A key the code never reads (a typo such as `+task.lagg=2`) would be ignored silently."""
+    """A key the code never reads (a typo such as `+task.lagg=2`) would be ignored silently.
+    node: the dotted path of the node, or "" for the top level of the config."""
     unknown = sorted(set(given) - known)
     if unknown:
+        key, kind = (f"{node}.{unknown[0]}", node) if node else (unknown[0], "top-level")
+        article = "an" if kind[0] in "aeiou" else "a"
         raise ConfigError(
-            f"{node}.{unknown[0]} is not a {node} option, so it would be ignored; "
-            f"the {node} options are: {', '.join(sorted(known))}."
+            f"{key} is not {article} {kind} option, so it would be ignored; the {kind} options are: {', '.join(sorted(known))}."
         )
 
 
@@ -257,14 +259,25 @@ def check_model(model: Any, task: Task) -> dict[str, Any]:
     return m
 
 
+DATA_KEYS = {"batch_size", "batches_per_epoch", "val_size", "test_size", "val_seed", "test_seed", "eval_batch_size",
+             "num_workers", "overfit_batches"}  # fmt: skip
+
+
 def check_data(data: Any, world_size: int = 1) -> None:
     """Validate the `data` node. `batch_size` is global: it must split evenly over the ranks."""
     d = dict(data)
+    check_known_keys("data", d, DATA_KEYS)
     batch = _int("data.batch_size", d.get("batch_size"))
     _int("data.batches_per_epoch", d.get("batches_per_epoch"))
     _int("data.val_size", d.get("val_size"))
     _int("data.test_size", d.get("test_size"))
     _int("data.num_workers", d.get("num_workers", 0), 0)
+    _int("data.eval_batch_size", d.get("eval_batch_size", 4096))
+    _int("data.overfit_batches", d.get("overfit_batches", 0), 0)
+    for key in ("val_seed", "test_seed"):  # numpy's SeedSequence takes non-negative integers
+        seed = d.get(key, 0)
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+            raise ConfigError(f"data.{key}={seed!r} is not allowed; it must be an integer in [0, 2**32).")
     if batch % world_size:
         raise ConfigError(
             f"data.batch_size={batch} does not split over {world_size} processes; use a multiple of {world_size}."

@@ -13,9 +13,10 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from src.checks import build, check_checkpoint, check_ckpt_path, check_output_dir, check_run
+from src.checks import build, check_checkpoint, check_ckpt_path, check_nodes, check_output_dir, check_run
 from src.config import ConfigError, check_data, check_known_keys, check_model, make_task
 from src.terminal import banner, check_progress, keep_log, logged_run, print_summary, weights_used
+from src.limits import check_cluster, check_memory, check_threads
 
 T_PROCESS = time.perf_counter()  # first import of this module ~ process start-up end
 
@@ -64,6 +65,7 @@ def check_hardware(hw: Any) -> int:
         v = h.get(key)
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ConfigError(f"hardware.{key}={v!r} is not allowed; it must be an integer >= 1.")
+    check_cluster(h["num_nodes"])
     if h.get("strategy") not in STRATEGIES:
         raise ConfigError(f"hardware.strategy={h.get('strategy')!r} is not allowed; choose one of: auto, ddp.")
     world = h["devices"] * h["num_nodes"]
@@ -98,6 +100,7 @@ def check_hardware(hw: Any) -> int:
     threads = h.get("threads")
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
         raise ConfigError(f"hardware.threads={threads!r} is not allowed; use null or an integer >= 1.")
+    check_threads(threads)
     return world
 
 
@@ -113,6 +116,7 @@ def build_strategy(hw: Any) -> Any:
 
 def validate(cfg: DictConfig) -> tuple[Any, dict[str, Any], int]:
     """Every check that can fail on user input, before anything is built."""
+    check_nodes(cfg)
     model = OmegaConf.to_container(cfg.model, resolve=True)
     task = make_task(OmegaConf.to_container(cfg.task, resolve=True), tbptt=model.get("tbptt", 1))
     net_kwargs = check_model(model, task)
@@ -122,6 +126,11 @@ def validate(cfg: DictConfig) -> tuple[Any, dict[str, Any], int]:
         raise ConfigError("data.batch_size must give every process at least one stream.")
     check_run(cfg, task)
     check_progress(cfg.get("progress", True))
+    from src.launch import is_primary
+
+    if is_primary():  # for all of its processes; the others would see memory rank 0 already holds
+        hw = OmegaConf.to_container(cfg.hardware, resolve=True)
+        check_memory(task, net_kwargs, OmegaConf.to_container(cfg.data, resolve=True), hw, world)
     return task, net_kwargs, world
 
 

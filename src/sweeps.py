@@ -3,9 +3,11 @@ and a summary.
 
 A multirun folder is what `python train.py -m ...` writes: `multirun.yaml` (the sweep's config,
 with the swept overrides) and one folder per job holding `.hydra/overrides.yaml` and, once the job
-has ended, `metrics.json` (status `completed` or `failed`). The summary compares the jobs the
-sweep asked for with the jobs that left a metrics.json, so a half-finished sweep is summarized
-with its missing jobs listed. Everything written is a pure function of the folder's files:
+has ended, `metrics.json` (status `completed`, `interrupted` or `failed`). The summary compares the
+jobs the sweep asked for with the jobs that left a metrics.json, so a half-finished sweep is
+summarized with its missing jobs listed; a job whose process died without a metrics.json (a
+segfault, an out-of-memory kill) is `failed` ("killed"), known from the pid its job start left in
+`.hydra/pid` (`SweepOutcome`). Everything written is a pure function of the folder's files:
 summarizing twice gives the same files.
 """
 
@@ -29,7 +31,7 @@ from typing import Any
 
 import yaml
 from hydra.experimental.callback import Callback
-from omegaconf import DictConfig, OmegaConf, read_write
+from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
 ROOT = Path(__file__).resolve().parents[1]
 PRESET_DIR = ROOT / "conf" / "sweep"
@@ -42,6 +44,10 @@ CELL_KEY, HIDDEN_KEY, LAG_KEY = "model.cell", "model.hidden", "task.lag"
 NOT_JOBS = {SUMMARY, ".submitit", ".hydra", "tb", "csv", "checkpoints"}
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+STATUSES = ("completed", "interrupted", "failed", "missing")
+PID_FILE = Path(".hydra") / "pid"  # in a job folder: the process that ran the job
 
 
 class SweepError(ValueError):
@@ -85,6 +91,9 @@ def check_preset(name: str, overrides: Sequence[str] = ()) -> None:
         ]
     except HydraException as err:
         raise SweepError(f"the overrides {' '.join(overrides)} cannot be read: {str(err).splitlines()[0]}") from None
+    from src.config import ConfigError
+    from src.run import validate
+
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         for one in [[v] for vals in values for v in vals] + [[vals[0] for vals in values]]:
             try:
@@ -94,6 +103,48 @@ def check_preset(name: str, overrides: Sequence[str] = ()) -> None:
                 raise SweepError(
                     f"override {' '.join(one)!r} does not apply to sweep preset {name!r}: {reason}."
                 ) from None
+        # Every job of the grid (seeds aside: a seed changes no check) through train's own checks,
+        # so a value that composes but cannot train (task.lag=9 in a window of 5) starts no job.
+        # Composing is the slow part (~0.2 s): once per choice of config groups, with the plain
+        # key=value overrides of each job applied on top.
+        parser = OverridesParser.create()
+        composed: dict[tuple[str, ...], Any] = {}
+        for job in preset_jobs(name, overrides):
+            parsed = parser.parse_overrides(job)
+            groups = tuple(o.input_line for o in parsed if (ROOT / "conf" / o.key_or_group).is_dir())
+            if groups not in composed:
+                composed[groups] = compose("train", overrides=[f"+sweep={name}", *groups, "paths.output_dir=."])
+            cfg = composed[groups].copy()
+            with open_dict(cfg):
+                for o in parsed:
+                    if o.input_line not in groups and not o.is_delete():
+                        OmegaConf.update(cfg, o.key_or_group, o.value(), merge=True)
+            try:
+                validate(cfg)
+            except ConfigError as err:
+                varying = " ".join(o for o in job if o in overrides or o.split("=", 1)[0] in _grid_keys(name))
+                raise SweepError(f"the job {varying} of sweep preset {name!r} would fail: {err}") from None
+
+
+def _grid_keys(name: str) -> set[str]:
+    params = (_load_yaml(PRESET_DIR / f"{name}.yaml") or {}).get("hydra", {}).get("sweeper", {}).get("params") or {}
+    return set(params)
+
+
+def preset_jobs(name: str, overrides: Sequence[str]) -> list[list[str]]:
+    """The override lists of a preset's jobs with the command line's overrides on top, one seed
+    each (Hydra's BasicSweeper expansion of the preset's grid)."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = (_load_yaml(PRESET_DIR / f"{name}.yaml") or {}).get("hydra", {}).get("sweeper", {}).get("params") or {}
+    args = [f"{k}={v}" for k, v in params.items()] + list(overrides)
+    final: dict[str, Any] = {}
+    for o in OverridesParser.create().parse_overrides(args):  # a later value for a key wins
+        final[o.get_key_element()] = o
+    parsed = [o for k, o in final.items() if k != SEED_KEY or not o.is_sweep_override()]
+    jobs = [list(job) for batch in BasicSweeper.split_arguments(parsed, None) for job in batch]
+    return jobs
 
 
 def preset_command(name: str, overrides: Sequence[str], sweep_dir: Path) -> list[str]:
@@ -119,15 +170,40 @@ def run_preset(name: str, overrides: Sequence[str], root: Path = Path("outputs/m
     cmd = preset_command(name, overrides, sweep_dir)
     print("running: " + " ".join(cmd[1:]), flush=True)
     t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd)
     try:
-        code = subprocess.call(cmd)
+        code = proc.wait()
     except KeyboardInterrupt:
-        code = 130
+        try:
+            code = proc.wait()  # train.py stops at a batch boundary and records the job as interrupted
+        except KeyboardInterrupt:  # a second Ctrl-C: stop at once
+            proc.kill()
+            code = proc.wait()
         print("\ninterrupted: summarizing the jobs that finished", file=sys.stderr)
+    if code < 0:  # the basic launcher runs jobs in train.py's own process: it died with the job
+        record_killed(sweep_dir, proc.pid, -code)
+        code = 128 - code
     print(f"sweep {name}: train.py exited with {code} after {time.perf_counter() - t0:.1f} s", flush=True)
     if (sweep_dir / "multirun.yaml").exists():
         summarize(sweep_dir)
     return code, sweep_dir
+
+
+def record_killed(sweep_dir: Path, pid: int, signum: int) -> None:
+    """Write metrics.json (status failed) for the job that process `pid` was running when signal
+    `signum` killed it: the only place that learns the signal."""
+    import signal
+
+    try:
+        name = signal.Signals(signum).name
+    except ValueError:
+        name = f"signal {signum}"
+    for folder in _job_folders(sweep_dir) if sweep_dir.is_dir() else []:
+        pid_text, _ = _read(folder / PID_FILE, str.strip)
+        if pid_text == str(pid) and not (folder / "metrics.json").exists():
+            error = f"killed by {name} (a hard crash such as a segfault or an out-of-memory kill); the sweep stopped"
+            (folder / "metrics.json").write_text(json.dumps({"status": "failed", "error": error}, indent=2) + "\n")
+            print(f"error: job {folder.name} {error}.", file=sys.stderr)
 
 
 # -- reading a multirun folder ---------------------------------------------------------------
@@ -138,10 +214,11 @@ class Job:
     overrides: dict[str, str]  # key -> value as Hydra wrote it, in the sweep's order
     folder: Path | None = None
     num: int | None = None
-    status: str = "missing"  # completed | failed | missing
+    status: str = "missing"  # one of STATUSES
     metrics: dict[str, Any] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
     note: str = ""  # error of a failed job, reason of a missing one
+    raw: list[str] = field(default_factory=list)  # the overrides as the job's overrides.yaml lists them
 
     @property
     def name(self) -> str:
@@ -286,6 +363,42 @@ class JobNames(Callback):
             config.hydra.overrides.hydra.extend(add)
 
 
+class SweepOutcome(Callback):
+    """Hydra callback (conf/hydra/default.yaml) that makes every stop of a job visible.
+
+    - At each job's start, the job's process id goes to `<job>/.hydra/pid`: a job folder without
+      metrics.json whose process is gone was killed hard (segfault, out-of-memory kill), which no
+      code inside that process could record; `read_job` reports it as failed ("killed").
+    - At the sweep's end, `train.py -m` exits 1 when any job did not complete (train records a
+      failed job and goes on, so Hydra itself would exit 0), naming how many and where to look."""
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from hydra.types import RunMode
+
+        if config.hydra.mode != RunMode.MULTIRUN:
+            return
+        pid = Path(str(config.hydra.runtime.output_dir)) / PID_FILE
+        pid.parent.mkdir(parents=True, exist_ok=True)
+        pid.write_text(f"{os.getpid()}\n")
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        folder = Path(str(config.hydra.sweep.dir))
+        try:
+            sweep = load_sweep(folder)
+        except SweepError as err:
+            print(f"error: the sweep's outcome cannot be read: {err}", file=sys.stderr)
+            sys.exit(1)
+        bad = [j for j in sweep.jobs if j.status != "completed"]
+        if bad:
+            counts = ", ".join(f"{sweep.count(s)} {s}" for s in STATUSES[1:] if sweep.count(s))
+            print(
+                f"error: {len(bad)} of {len(sweep.jobs)} jobs did not complete ({counts}); "
+                f"see `python sweep.py summarize {folder}`.",
+                file=sys.stderr,
+            )
+            sys.exit(1)
+
+
 def _job_folders(folder: Path) -> list[Path]:
     """Folders holding a job (its .hydra/overrides.yaml or a metrics.json), at any depth."""
     found = []
@@ -307,6 +420,60 @@ def _flat_metrics(m: dict[str, Any]) -> dict[str, Any]:
     for k, v in (m.get("target") or {}).items():
         out[f"target.{k}"] = v
     return out
+
+
+def _read(path: Path, load: Any) -> tuple[Any, str]:
+    """(content, "") or (None, why it cannot be read): one damaged file must not end the summary."""
+    try:
+        return load(path.read_text()), ""
+    except (OSError, ValueError, yaml.YAMLError) as err:
+        return None, f"unreadable {path.name} ({type(err).__name__})"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
+def read_job(path: Path) -> Job:
+    """One job folder: its overrides, config, metrics and status. A job without metrics.json is
+    `missing` while its process runs (or when nothing says which process ran it), and `failed`
+    ("killed") once that process is gone: it ended without reaching any of train's records."""
+    raw, bad_overrides = _read(path / ".hydra" / "overrides.yaml", lambda t: yaml.load(t, Loader=_Loader))
+    overrides = [str(o) for o in raw] if isinstance(raw, list) else []
+    job = Job(overrides=dict(_split(o) for o in overrides), folder=path, num=_num(path))
+    job.raw = overrides
+    config, _ = _read(path / ".hydra" / "config.yaml", lambda t: yaml.load(t, Loader=_Loader))
+    job.config = config if isinstance(config, dict) else {}
+    if (path / "metrics.json").exists():
+        metrics, why = _read(path / "metrics.json", json.loads)
+        if not isinstance(metrics, dict):
+            job.status, job.note = "failed", why or "unreadable metrics.json (not a JSON object)"
+            return job
+        job.metrics = _flat_metrics(metrics)
+        status = metrics.get("status")
+        job.status = status if status in STATUSES[:3] else "failed"
+        job.note = str(metrics.get("error") or metrics.get("reason") or "")
+        if status not in STATUSES[:3]:
+            job.note = f"metrics.json records no known status ({status!r})"
+        return job
+    pid, _ = _read(path / PID_FILE, int)
+    if pid is not None and not _alive(pid):
+        job.status = "failed"
+        job.note = (
+            f"killed: its process ({pid}) ended without writing metrics.json, as after a segfault, an "
+            "out-of-memory kill or SIGKILL"
+        )
+    else:
+        job.note = "started, no metrics.json yet (still running)" if pid is not None else "started, no metrics.json"
+    if bad_overrides:
+        job.note += f"; {bad_overrides}"
+    return job
 
 
 def _num(folder: Path) -> int | None:
@@ -336,29 +503,30 @@ def load_sweep(folder: Path | str) -> Sweep:
             f"{folder} is not a multirun folder (no multirun.yaml and no job folders); pass the folder that "
             "`python train.py -m ...` printed as 'sweep output dir'."
         )
-    multirun = _load_yaml(source) or {}
-    hydra = multirun.get("hydra") or {}
+    try:
+        multirun = _load_yaml(source) or {}
+    except (OSError, yaml.YAMLError) as err:
+        raise SweepError(
+            f"{source} cannot be read ({type(err).__name__}); it is not a sweep config that train.py -m wrote."
+        ) from None
+    hydra = multirun.get("hydra") if isinstance(multirun, dict) else None
+    if not isinstance(hydra, dict) or not isinstance(hydra.get("sweeper") or {}, dict):
+        raise SweepError(f"{source} holds no hydra sweep config; it is not a sweep config that train.py -m wrote.")
     if hydra.get("mode") not in (None, "MULTIRUN"):
         raise SweepError(
             f"{folder} holds a single run, not a sweep; pass a folder written by `python train.py -m ...`."
         )
-    expected = expected_jobs(multirun) if source.name == "multirun.yaml" else None
+    try:
+        expected = expected_jobs(multirun) if source.name == "multirun.yaml" else None
+    except Exception as err:  # the sweep's overrides in it cannot be parsed
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise SweepError(f"{source} holds sweep overrides that cannot be read ({reason}).") from None
 
     found: dict[tuple[str, ...], Job] = {}
     extra: list[Job] = []
     for path in folders:
-        ov_file = path / ".hydra" / "overrides.yaml"
-        overrides = [str(o) for o in (_load_yaml(ov_file) or [])] if ov_file.exists() else []
-        job = Job(overrides=dict(_split(o) for o in overrides), folder=path, num=_num(path))
-        cfg_file = path / ".hydra" / "config.yaml"
-        job.config = (_load_yaml(cfg_file) or {}) if cfg_file.exists() else {}
-        if (path / "metrics.json").exists():
-            metrics = json.loads((path / "metrics.json").read_text())
-            job.metrics = _flat_metrics(metrics)
-            job.status = "failed" if metrics.get("status") == "failed" else "completed"
-            job.note = metrics.get("error", "") if job.status == "failed" else ""
-        else:
-            job.note = "started, no metrics.json (still running, or killed)"
+        job = read_job(path)
+        overrides = job.raw
         key = tuple(sorted(overrides))
         if expected is None or key in found:  # a repeated job (copied in by hand) is listed as well
             extra.append(job)
@@ -601,7 +769,7 @@ def heatmap(
                 g = groups.get(key)
                 stats = g.stats(metric) if g else None
                 if stats is None:
-                    why = "missing" if g is None or all(j.status == "missing" for j in g.jobs) else "failed"
+                    why = next((st for st in STATUSES[1:] if g and any(j.status == st for j in g.jobs)), "missing")
                     ax.text(ix, iy, why, ha="center", va="center", fontsize=7, color="#555555")
                     continue
                 grid[iy, ix] = stats[0]
@@ -698,6 +866,24 @@ def summarize(
 ) -> dict[str, Path]:
     """Write jobs.csv, summary.md, heatmap PNGs and a TensorBoard run for a multirun folder into
     `out` (default <folder>/summary); print where. Returns {what: path}."""
+    try:
+        return _summarize(folder, metric, threshold, out, x, y, quiet)
+    except OSError as err:  # a read-only sweep folder, a full disk: said once, not as a traceback
+        where = out if out is not None else Path(folder) / SUMMARY
+        raise SweepError(
+            f"cannot write the summary to {where} ({err.strerror or type(err).__name__}); pass --out <a writable folder>."
+        ) from None
+
+
+def _summarize(
+    folder: Path | str,
+    metric: str,
+    threshold: float,
+    out: Path | str | None,
+    x: str | None,
+    y: str | None,
+    quiet: bool,
+) -> dict[str, Path]:
     sweep = load_sweep(folder)
     out = Path(out) if out is not None else sweep.folder / SUMMARY
     if not any(j.status != "missing" for j in sweep.jobs):
@@ -735,9 +921,9 @@ def summarize(
     for key, g in groups.items():
         ok, n = g.solved(metric, threshold)
         reached = [int(j.metrics["target.step"]) for j in g.jobs if j.metrics.get("target.step") is not None]
-        fails = sum(j.status == "failed" for j in g.jobs)
-        missing = sum(j.status == "missing" for j in g.jobs)
-        seeds = f"{n}" + (f" (+{fails} failed)" if fails else "") + (f" (+{missing} missing)" if missing else "")
+        seeds = f"{n}" + "".join(
+            f" (+{k} {status})" for status in STATUSES[1:] if (k := sum(j.status == status for j in g.jobs))
+        )
         g_rows.append(
             [
                 *key,
@@ -752,7 +938,7 @@ def summarize(
     capacity = capacity_table(sweep, metric, threshold)
 
     md = [f"# Sweep {sweep.folder.name}", ""]
-    counts = ", ".join(f"{sweep.count(s)} {s}" for s in ("completed", "failed", "missing"))
+    counts = ", ".join(f"{sweep.count(s)} {s}" for s in STATUSES)
     if sweep.expected is not None:
         expected = f"{sweep.expected} expected"
     else:
@@ -761,7 +947,8 @@ def summarize(
     for k in sweep.keys:
         md.append(f"- {'swept' if k in sweep.swept else 'fixed'}: `{k}` = {', '.join(sweep.values[k])}")
     md.append(f"- solved: `{metric} >= {threshold}` on the job's final {metric.split('/')[0]} set")
-    ends = [j.folder / "metrics.json" for j in sweep.jobs if j.folder is not None and j.status != "missing"]
+    ends = [j.folder / "metrics.json" for j in sweep.jobs if j.folder is not None]
+    ends = [p for p in ends if p.is_file()]
     start = sweep.start
     if ends:
         span = max(p.stat().st_mtime for p in ends) - start
@@ -787,16 +974,14 @@ def summarize(
     ]
     if images:
         md += ["", "## Heatmap", ""] + [f"![{metric}]({img.name})" for img in images]
-    failed = [j for j in sweep.jobs if j.status == "failed"]
-    if failed:
-        md += ["", f"## Failed jobs ({len(failed)})", ""] + [f"- `{j.name}`: {j.note}" for j in failed]
-    missing = [j for j in sweep.jobs if j.status == "missing"]
-    if missing:
-        md += ["", f"## Missing jobs ({len(missing)})", ""] + [f"- `{j.name}`: {j.note}" for j in missing]
+    unfinished = {status: [j for j in sweep.jobs if j.status == status] for status in STATUSES[1:]}
+    for status, jobs in unfinished.items():
+        if jobs:
+            md += ["", f"## {status.capitalize()} jobs ({len(jobs)})", ""] + [f"- `{j.name}`: {j.note}" for j in jobs]
     markdown = "\n".join(md) + "\n"
     _write(out / "summary.md", markdown)
     written["markdown"] = out / "summary.md"
-    written["tensorboard"] = write_tensorboard(sweep.folder / SUMMARY / "tb", images, markdown, start)
+    written["tensorboard"] = write_tensorboard(out / "tb", images, markdown, start)
 
     if not quiet:
         print(f"\nSweep {sweep.folder}: {expected}; {counts}")
@@ -805,14 +990,13 @@ def summarize(
             print(_text_table(*capacity))
         print(f"\nBy configuration ({metric} >= {threshold} counts as solved):")
         print(_text_table(g_header, g_rows))
-        for j in failed:
-            print(f"failed: {j.name}: {j.note}")
-        for j in missing:
-            print(f"missing: {j.name}: {j.note}")
+        for status, jobs in unfinished.items():
+            for j in jobs:
+                print(f"{status}: {j.name}: {j.note}")
         print("\nWrote:")
         for what, path in written.items():
             print(f"  {what:<12}{path}")
-        print(
-            f"  TensorBoard: tensorboard --logdir {sweep.folder}  (HParams: every job; Images and Text: this summary)"
-        )
+        inside = out.absolute().is_relative_to(sweep.folder.absolute())
+        logdir = f"--logdir {sweep.folder}" if inside else f"--logdir_spec jobs:{sweep.folder},summary:{out / 'tb'}"
+        print(f"  TensorBoard: tensorboard {logdir}  (HParams: every job; Images and Text: this summary)")
     return written

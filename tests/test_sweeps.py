@@ -49,7 +49,11 @@ def failing_sweep(tmp_path_factory) -> Path:
     """Basic launcher: lag 1 and lag 5 (outside the window of 5: a ConfigError) x hidden 2 and 50."""
     sweep = tmp_path_factory.mktemp("basic") / "sweep"
     r = run_cli("-m", "task.lag=1,5", "model.hidden=2,50", *BUDGET, f"hydra.sweep.dir={sweep}")
-    assert r.returncode == 0, r.stderr[-3000:]
+    # every job ran, and the sweep says (exit 1) that not all of them completed
+    assert r.returncode == 1, r.stderr[-3000:]
+    assert r.stderr.strip().splitlines()[-1] == (
+        f"error: 2 of 4 jobs did not complete (2 failed); see `python sweep.py summarize {sweep}`."
+    )
     return sweep
 
 
@@ -78,7 +82,7 @@ def test_a_job_name_too_long_for_the_file_system_falls_back_to_the_job_number(tm
     sweep = tmp_path / "sweep"
     long = "x" * 250
     r = run_cli("-m", f"task.name={long},short", "task.lag=5", *BUDGET, f"hydra.sweep.dir={sweep}")
-    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.returncode == 1, r.stderr[-3000:]  # the sweep ran to its end; no job completed
     assert "jobs are named by number" in r.stderr
     assert sorted(jobs_of(sweep)) == ["0", "1"]
     saved = yaml.safe_load((sweep / "0" / ".hydra" / "overrides.yaml").read_text())
@@ -103,7 +107,7 @@ def test_summary_of_a_sweep_with_a_failing_job(failing_sweep):
     assert int(rows[1]["target.step"]) <= 500 and float(rows[1]["target.seconds"]) > 0
     assert "exceeds task.context=5" in rows[2]["note"]
     md = (out / "summary.md").read_text()
-    assert "4 expected; 2 completed, 2 failed, 0 missing" in md
+    assert "4 expected; 2 completed, 0 interrupted, 2 failed, 0 missing" in md
     assert "| lstm | 50 (1/1) |" in md  # smallest hidden that solves lag 1
     assert "## Failed jobs (2)" in md
     assert (out / "heatmap_test-exact.png").read_bytes().startswith(PNG)
@@ -119,14 +123,61 @@ def test_half_finished_sweep_lists_its_missing_jobs(failing_sweep, tmp_path):
     half = tmp_path / "half"
     shutil.copytree(failing_sweep, half, ignore=shutil.ignore_patterns("summary"))
     shutil.rmtree(half / "3_model.hidden=50,task.lag=5")  # never started
-    (half / "0_model.hidden=2,task.lag=1" / "metrics.json").unlink()  # killed mid-run
+    (half / "0_model.hidden=2,task.lag=1" / "metrics.json").unlink()  # killed mid-run: its process is gone
     summarize(half, quiet=True)
     md = (half / "summary" / "summary.md").read_text()
-    assert "4 expected; 1 completed, 1 failed, 2 missing" in md
-    assert "`0_model.hidden=2,task.lag=1`: started, no metrics.json" in md
+    assert "4 expected; 1 completed, 0 interrupted, 2 failed, 1 missing" in md
+    assert "`0_model.hidden=2,task.lag=1`: killed: its process (" in md
     assert "`#3 task.lag=5 model.hidden=50 " in md and "not started" in md
     statuses = [r["status"] for r in csv.DictReader((half / "summary" / "jobs.csv").open())]
-    assert statuses == ["missing", "completed", "failed", "missing"]
+    assert statuses == ["failed", "completed", "failed", "missing"]
+
+
+def test_interrupted_and_unreadable_jobs_are_told_apart(failing_sweep, tmp_path):
+    # An interrupted job was counted as completed; one damaged metrics.json ended the summary.
+    copy = tmp_path / "copy"
+    shutil.copytree(failing_sweep, copy, ignore=shutil.ignore_patterns("summary"))
+    job = copy / "1_model.hidden=50,task.lag=1" / "metrics.json"
+    m = json.loads(job.read_text())
+    job.write_text(json.dumps({**m, "status": "interrupted", "signal": "SIGTERM"}))  # as a stopped run writes it
+    (copy / "0_model.hidden=2,task.lag=1" / "metrics.json").write_text('{"status": "compl')  # cut short
+    r = run_cli("summarize", str(copy), script="sweep.py")
+    assert r.returncode == 0, r.stderr
+    assert "4 expected; 0 completed, 1 interrupted, 3 failed, 0 missing" in r.stdout
+    assert "failed: 0_model.hidden=2,task.lag=1: unreadable metrics.json (JSONDecodeError)" in r.stdout
+    rows = list(csv.DictReader((copy / "summary" / "jobs.csv").open()))
+    assert [r["status"] for r in rows] == ["failed", "interrupted", "failed", "failed"]
+    assert rows[1]["solved"] == ""  # an interrupted job's metrics are not a result
+
+
+def test_summary_out_holds_everything_and_an_unwritable_one_is_one_sentence(failing_sweep, tmp_path):
+    copy = tmp_path / "copy"
+    shutil.copytree(failing_sweep, copy, ignore=shutil.ignore_patterns("summary"))
+    written = summarize(copy, out=tmp_path / "elsewhere", quiet=True)
+    assert written["tensorboard"] == tmp_path / "elsewhere" / "tb" / "events.out.tfevents.summary"
+    assert written["tensorboard"].is_file() and not (copy / "summary").exists()  # --out covers summary/tb too
+    # /proc takes no new folders, even from root: what a read-only sweep folder answers
+    r = run_cli("summarize", str(copy), "--out", "/proc/summary", script="sweep.py")
+    assert (r.returncode, r.stderr) == (
+        2,
+        "error: cannot write the summary to /proc/summary (No such file or directory); pass --out <a writable "
+        "folder>.\n",
+    )
+
+
+def test_a_job_killed_hard_is_recorded_with_its_signal(tmp_path):
+    # A job that dies with its process (here SIGABRT, as a segfault or an OOM kill would) took the
+    # basic launcher's sweep with it, leaving a folder without a word; now sweep.py records it.
+    sweep = tmp_path / "hidden"
+    r = run_cli(
+        "hidden", "hydra/launcher=basic", "+callbacks.boom._target_=os.abort", *BUDGET,
+        f"hydra.sweep.dir={sweep}", script="sweep.py",
+    )  # fmt: skip
+    assert r.returncode == 128 + 6, r.stderr[-2000:]
+    m = json.loads((sweep / "0_model.hidden=2" / "metrics.json").read_text())
+    assert m["status"] == "failed" and m["error"].startswith("killed by SIGABRT")
+    assert "3 expected; 0 completed, 0 interrupted, 1 failed, 2 missing" in r.stdout
+    assert "failed: 0_model.hidden=2: killed by SIGABRT" in r.stdout
 
 
 def test_parallel_launcher_shares_the_cores_and_tensorboard_compares_the_jobs(tmp_path):
