@@ -37,8 +37,9 @@ def quiet_framework() -> None:
         ".*resuming from a checkpoint that ended before the epoch ended.*",
         # stateful tasks: the checkpoint holds the weights after the step, which is what a resume needs
         ".*manual optimization and every_n_train_steps.*",
-        # chance levels come from the full test set, identical on every rank: nothing to reduce
-        r".*self.log\('chance/.*sync_dist=True.*",
+        # chance levels come from the full test set, identical on every rank: nothing to reduce; nor
+        # in the x of evaluation points and the last update's loss (src/lit_models/sequence_module.py)
+        r".*self.log\('(val_chance/|step'|train/loss').*sync_dist=True.*",
     ):
         warnings.filterwarnings("ignore", message=pattern)
 
@@ -319,31 +320,11 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     }
     if trainer.is_global_zero:
         write_json(out_dir / "metrics.json", metrics)
-        for lg in loggers:
-            if hasattr(lg, "experiment") and hasattr(lg.experiment, "add_text"):
-                flat = _flatten(OmegaConf.to_container(cfg, resolve=True))
-                final = {k: v for k, v in metrics.items() if isinstance(v, float) and "/" in k}
-                lg.log_hyperparams(flat, metrics=final)
-                table = "| input | expected | predicted |\n|---|---|---|\n" + "\n".join(
-                    f"| {r['input']} | {r['expected']} | {r['predicted']} |" for r in rows
-                )
-                lg.experiment.add_text("samples/test", table, trainer.global_step)
-                lg.finalize("success")
+        from src.loggers import record_run
+
+        record_run(loggers, cfg, metrics, rows)  # hyperparameters, final metrics, samples
         print_summary(metrics, rows, out_dir)
     return metrics, {"trainer": trainer, "module": module, "datamodule": dm, "cfg": cfg}
-
-
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flatten(v, key + "."))
-        elif isinstance(v, (int, float, str, bool)) or v is None:
-            out[key] = "null" if v is None else v
-        else:
-            out[key] = str(v)
-    return out
 
 
 def record_failure(cfg: DictConfig, err: BaseException) -> bool:
