@@ -227,6 +227,7 @@ def _record_tensorboard(
     written at another step under a curve's tag. Without an experiment summary the plugin builds
     the columns from all runs' session data, the columns that differ across a sweep first."""
     from pytorch_lightning.core.saving import save_hparams_to_yaml
+    from tensorboard.plugins.text.summary_v2 import text_pb
     from torch.utils.tensorboard.summary import hparams as hparams_summaries
 
     writer = lg.experiment
@@ -236,7 +237,8 @@ def _record_tensorboard(
     writer._get_file_writer().add_summary(session_start)
     writer._get_file_writer().add_summary(session_end)
     writer.add_custom_scalars(custom_scalars_layout(metrics))
-    writer.add_text("samples/test", table, step)
+    # tensorboard's own text summary: torch's add_text would name the card samples/test/text_summary
+    writer._get_file_writer().add_summary(text_pb("samples/test", table), step)
     lg.hparams = dict(hparams)
     Path(lg.log_dir).mkdir(parents=True, exist_ok=True)
     save_hparams_to_yaml(os.path.join(lg.log_dir, lg.NAME_HPARAMS_FILE), lg.hparams)

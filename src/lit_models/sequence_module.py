@@ -182,7 +182,7 @@ class SequenceModule(pl.LightningModule):
             metrics["mae"].update((pred - y).abs(), weight)
             metrics["pred_mean"].update(pred, weight)
             self.pred_sq[stage].update(pred.pow(2), weight)
-        self.log_dict({f"{stage}/{k}": m for k, m in metrics.items()}, on_step=False, on_epoch=True)
+        self.log_dict({f"{stage}/{k}": m for k, m in metrics.items()}, on_step=False, on_epoch=True, logger=False)
 
     def on_validation_epoch_start(self) -> None:
         self.state = None  # a validation interrupts the training streams: they restart fresh
@@ -196,20 +196,29 @@ class SequenceModule(pl.LightningModule):
     def _log_pred_std(self, stage: str, metrics: nn.ModuleDict) -> None:
         if self.regression and self.pred_sq[stage].update_count:
             var = self.pred_sq[stage].compute() - metrics["pred_mean"].compute().pow(2)
-            self.log(f"{stage}/pred_std", var.clamp(min=0).sqrt())
+            self.log(f"{stage}/pred_std", var.clamp(min=0).sqrt(), logger=False)
             self.pred_sq[stage].reset()
-
-    def _log_step(self) -> None:
-        # Lightning takes a logged `step` as the x of the points logged with it: here the optimizer
-        # steps the weights have taken (its own default is one less, and counts batches, not updates)
-        self.log("step", float(self.global_step))
 
     def on_validation_epoch_end(self) -> None:
         self._log_pred_std("val", self.val_metrics)
-        self._log_step()
         if self.chance:  # reference lines beside the curves; src/loggers.py names the group
-            self.log_dict({f"{CHANCE}/{k}": float(v) for k, v in self.chance.items()})
+            self.log_dict({f"{CHANCE}/{k}": float(v) for k, v in self.chance.items()}, logger=False)
 
     def on_test_epoch_end(self) -> None:
         self._log_pred_std("test", self.test_metrics)
-        self._log_step()
+
+    def _send(self, *prefixes: str) -> None:
+        """Evaluation metrics (self.log'ged with logger=False, for callbacks and metrics.json) to the
+        loggers at the optimizer steps the weights have taken: Lightning would log them at one step
+        less, and count batches, not updates. A logged `step` key would move them too, but Lightning
+        then also names checkpoints by it."""
+        if self.loggers and not self.trainer.sanity_checking:
+            values = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith(prefixes)}
+            for lg in self.loggers:
+                lg.log_metrics(values, step=self.global_step)
+
+    def on_validation_end(self) -> None:
+        self._send("val/", f"{CHANCE}/")
+
+    def on_test_end(self) -> None:
+        self._send("test/")
