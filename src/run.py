@@ -292,7 +292,10 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("val/", "train/"))}
     # Test the best checkpoint (selected on validation loss, never on test data) when there is one.
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    test = trainer.test(module, datamodule=dm, ckpt_path=best or None, verbose=False)[0]
+    trainer.test(module, datamodule=dm, ckpt_path=best or None, verbose=False)
+    # the module sends evaluation metrics to the loggers itself (src/loggers.py: steps), so
+    # trainer.test returns none: read them where callbacks do
+    test = {k: v for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
     rows = sample_table(module, dm, cfg.samples)
 
     metrics: dict[str, Any] = {

@@ -8,6 +8,7 @@ import json
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -58,6 +59,17 @@ def _wandb_records(path: Path) -> list[Any]:
     return out
 
 
+def _items(records: list[Any], kind: str) -> list[dict[str, Any]]:
+    """The key -> value updates of each record of a kind (config, summary, history); a key comes
+    as `key` or as `nested_key` (one element for a flat key), depending on the record."""
+    out = []
+    for r in records:
+        if r.WhichOneof("record_type") == kind:
+            updates = getattr(r, kind).item if kind == "history" else getattr(r, kind).update
+            out.append({(u.key or ".".join(u.nested_key)): json.loads(u.value_json) for u in updates})
+    return out
+
+
 def test_wandb_offline_gets_hparams_final_metrics_and_samples(cfg_factory, tmp_path, monkeypatch):
     pytest.importorskip("wandb", reason="the loggers extra (requirements-loggers.txt) is not installed")
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
@@ -65,29 +77,21 @@ def test_wandb_offline_gets_hparams_final_metrics_and_samples(cfg_factory, tmp_p
     monkeypatch.setenv("WANDB_SILENT", "true")
     metrics, run = _train(cfg_factory, "logger=wandb")
     (offline,) = (run / "wandb").glob("offline-run-*")  # not logged in: offline, under the run folder
-    records = _wandb_records(next(offline.glob("run-*.wandb")))
-    config = {
-        u.key: json.loads(u.value_json)
-        for r in records
-        if r.WhichOneof("record_type") == "config"
-        for u in r.config.update
-    }
+    path, end = next(offline.glob("run-*.wandb")), time.monotonic() + 60
+    # wandb's service process may still be writing after finish() returns: wait for the exit record
+    records = _wandb_records(path)
+    while not any(r.WhichOneof("record_type") == "exit" for r in records):
+        assert time.monotonic() < end, "the offline W&B run has no exit record after 60 s"
+        time.sleep(0.2)
+        records = _wandb_records(path)
+    config = {k: v for update in _items(records, "config") for k, v in update.items()}
     assert config["model.hidden"] == 8 and config["task.name"] == "echo_lag" and config["seed"] == 0
-    summary = {
-        u.key: json.loads(u.value_json)
-        for r in records
-        if r.WhichOneof("record_type") == "summary"
-        for u in r.summary.update
-    }
+    summary = {k: v for update in _items(records, "summary") for k, v in update.items()}
     assert summary["test/exact"] == pytest.approx(metrics["test/exact"])
     assert summary["val_chance/exact"] == pytest.approx(0.01)
     assert summary["val_target/steps"] == 40
     # train/loss points carry their step (Lightning's trainer/global_step) at 0, 20 and the last batch
-    history = [
-        {i.key: json.loads(i.value_json) for i in r.history.item}
-        for r in records
-        if r.WhichOneof("record_type") == "history"
-    ]
+    history = _items(records, "history")
     assert [h["trainer/global_step"] for h in history if "train/loss" in h] == [0, 20, 39]
     assert "epoch" not in {k for h in history for k in h}
     (table,) = offline.glob("files/media/table/samples/test_*.table.json")

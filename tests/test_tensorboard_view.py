@@ -180,7 +180,7 @@ def test_dashboard_groups(board: TensorBoard) -> None:
     end-of-run numbers one group each after them; no `epoch` card."""
     tags = board.get("/data/plugin/scalars/tags")["run/tb"]
     assert sorted({t.split("/")[0] for t in tags}) == ["test", "train", "val", "val_chance", "val_target"]
-    assert board.scalars("run/tb", "val_chance/exact") == [(s, 0.01) for s in (20, 40, 60)]
+    assert board.scalars("run/tb", "val_chance/exact") == [(s, pytest.approx(0.01)) for s in (20, 40, 60)]
     layout = board.get("/data/plugin/custom_scalars/layout")
     charts = {c["title"]: c["multiline"]["tag"] for cat in layout["category"] for c in cat["chart"]}
     assert charts["val/exact"] == ["^val/exact$", "^val_chance/exact$"]
