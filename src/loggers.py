@@ -115,10 +115,13 @@ def _plain(v: Any) -> int | float | str | bool:
 
 
 def chosen_hparams(cfg: DictConfig, metrics: dict[str, Any]) -> dict[str, Any]:
-    """The HParams columns of a run: HPARAM_KEYS plus every key the job's overrides set (in a
+    """The HParams columns of a run: HPARAM_KEYS (model.tbptt for stateful tasks) plus every key the job's overrides set (in a
     multirun, the keys that vary), by config key; a config group chosen by override (`model=encdec`)
     under the group's name. task, cell and topology are the resolved ones (`topology: auto` -> `last`)."""
-    out = {key: _plain(OmegaConf.select(cfg, key)) for key in HPARAM_KEYS}
+    # model.tbptt only acts on stateful tasks: elsewhere it would be a constant column taking one
+    # of the five places the HParams table shows at first
+    keys = [k for k in HPARAM_KEYS if k != "model.tbptt" or OmegaConf.select(cfg, "task.stateful")]
+    out = {key: _plain(OmegaConf.select(cfg, key)) for key in keys}
     out.update({"task.name": metrics.get("task"), "model.cell": metrics.get("cell")})
     if metrics.get("topology"):
         out["model.topology"] = metrics["topology"]

@@ -230,3 +230,31 @@ def test_samples_text_with_ok_column(board: TensorBoard, logdir: Path) -> None:
     assert ">ok<" in entry["text"] or "ERR" in entry["text"]
     hparams = OmegaConf.load(logdir / "run/tb/hparams.yaml")
     assert hparams["model.hidden"] == 50 and hparams["task.name"] == "echo_lag"
+
+
+def test_stateful_points_count_optimizer_steps(cfg_factory) -> None:
+    """A stateful task updates the weights twice per batch (chunk 8, tbptt 4): validations every 5
+    batches sit at 10, 20, ... optimizer steps, train/loss every 4 steps, as metrics.json counts them."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from src.run import train
+
+    cfg = cfg_factory(
+        "logger=tensorboard",
+        "task=echo_lag_online",
+        "task.chunk=8",
+        "model.tbptt=4",
+        "model.hidden=8",
+        "trainer.max_steps=40",
+        "trainer.val_check_interval=5",
+        "trainer.log_every_n_steps=4",
+        "callbacks.target_reached.target=null",
+    )
+    metrics, _ = train(cfg)
+    assert metrics["steps"] == 40 and metrics["batches"] == 20
+    events = EventAccumulator(str(Path(cfg.paths.output_dir) / "tb"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("val/exact")] == [10, 20, 30, 40]
+    assert [e.step for e in events.Scalars("train/loss")] == [*range(0, 40, 4), 39]
+    assert events.Scalars("train/loss")[-1].value == pytest.approx(metrics["train/loss"], rel=1e-6)
+    assert [e.step for e in events.Scalars("test/exact")] == [40]
