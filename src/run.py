@@ -41,8 +41,9 @@ def quiet_framework() -> None:
         ".*resuming from a checkpoint that ended before the epoch ended.*",
         # stateful tasks: the checkpoint holds the weights after the step, which is what a resume needs
         ".*manual optimization and every_n_train_steps.*",
-        # chance levels come from the full test set, identical on every rank: nothing to reduce
-        r".*self.log\('chance/.*sync_dist=True.*",
+        # chance levels come from the full test set, identical on every rank: nothing to reduce (nor
+        # in the last update's loss, which metrics.json reports from rank 0)
+        r".*self.log\('(val_chance/|train/loss').*sync_dist=True.*",
     ):
         warnings.filterwarnings("ignore", message=pattern)
 
@@ -274,7 +275,10 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("val/", "train/"))}
     # Test the best checkpoint (selected on validation loss, never on test data) when there is one.
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    test = trainer.test(module, datamodule=dm, ckpt_path=best or None, verbose=False)[0]
+    trainer.test(module, datamodule=dm, ckpt_path=best or None, verbose=False)
+    # the module sends evaluation metrics to the loggers itself (src/loggers.py: steps), so
+    # trainer.test returns none: read them where callbacks do
+    test = {k: v for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
     rows = sample_table(module, dm, cfg.samples)
 
     metrics: dict[str, Any] = {
@@ -303,31 +307,11 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     }
     if trainer.is_global_zero:
         write_json(out_dir / "metrics.json", metrics)
-        for lg in loggers:
-            if hasattr(lg, "experiment") and hasattr(lg.experiment, "add_text"):
-                flat = _flatten(OmegaConf.to_container(cfg, resolve=True))
-                final = {k: v for k, v in metrics.items() if isinstance(v, float) and "/" in k}
-                lg.log_hyperparams(flat, metrics=final)
-                table = "| input | expected | predicted |\n|---|---|---|\n" + "\n".join(
-                    f"| {r['input']} | {r['expected']} | {r['predicted']} |" for r in rows
-                )
-                lg.experiment.add_text("samples/test", table, trainer.global_step)
-                lg.finalize("success")
+        from src.loggers import record_run
+
+        record_run(loggers, cfg, metrics, rows)  # hyperparameters, final metrics, samples
         print_summary(metrics, rows, out_dir)
     return metrics, {"trainer": trainer, "module": module, "datamodule": dm, "cfg": cfg}
-
-
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flatten(v, key + "."))
-        elif isinstance(v, (int, float, str, bool)) or v is None:
-            out[key] = "null" if v is None else v
-        else:
-            out[key] = str(v)
-    return out
 
 
 def record_failure(cfg: DictConfig, err: BaseException) -> bool:

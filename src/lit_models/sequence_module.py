@@ -17,6 +17,7 @@ from torch import nn
 from torchmetrics import MeanMetric
 
 from src.config import Task
+from src.loggers import CHANCE
 
 Metrics = dict[str, float]
 
@@ -76,6 +77,8 @@ class SequenceModule(pl.LightningModule):
         # mean squared prediction, for the predictions' std (a collapse to the mean shows as std ~ 0)
         self.pred_sq = nn.ModuleDict({s: MeanMetric() for s in ("val", "test")}) if self.regression else None
         self.state: Any = None  # recurrent state carried between stateful training batches
+        self.last_train: tuple[int, torch.Tensor] | None = None  # (step, loss) of the last update
+        self.logged_train_step = -1  # the step of the last train/loss point sent to the loggers
 
     # -- model outputs -------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, state: Any = None) -> tuple[torch.Tensor, Any]:
@@ -103,9 +106,21 @@ class SequenceModule(pl.LightningModule):
             return self._stateful_step(x, y, mask, reset, batch_idx)
         out, _ = self.net(x)
         loss = self.loss(out, y, mask)
-        if batch_idx % self.log_interval == 0:  # logging every step costs more than the step
-            self.log("train/loss", loss)
+        self._train_loss(loss)
         return loss
+
+    def _train_loss(self, loss: torch.Tensor) -> None:
+        """Call before the optimizer step `loss` drives: record it at the current step (see
+        src/loggers.py for what steps mean). It goes to the loggers directly every `log_interval`
+        steps (logging every step costs more than the step), not through self.log, whose cached
+        step value Lightning re-sends on its own schedule, one batch late."""
+        step = self.global_step
+        self.last_train = (step, loss.detach())
+        if self.log_interval > 0 and step % self.log_interval == 0 and self.loggers:
+            value = loss.item()
+            for lg in self.loggers:
+                lg.log_metrics({"train/loss": value}, step=step)
+            self.logged_train_step = step
 
     def _stateful_step(self, x, y, mask, reset: bool, batch_idx: int) -> None:
         # Lightning 2 dropped built-in TBPTT. Notes: split(k) gives chunks of k steps
@@ -114,13 +129,13 @@ class SequenceModule(pl.LightningModule):
         opt = self.optimizers()
         if reset:
             self.state = None
-        trained = None  # the last loss that drove an update (a fully masked chunk drives none)
         for xs, ys, ms in zip(x.split(self.tbptt, 1), y.split(self.tbptt, 1), mask.split(self.tbptt, 1), strict=True):
             out, state = self.net(xs, self.state)
             loss = self.loss(out, ys, ms)
             self.state = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
             if not ms.any():  # nothing to learn from (steps t < lag): carry the state, skip the update
                 continue
+            self._train_loss(loss)
             opt.zero_grad(set_to_none=True)
             self.manual_backward(loss)
             if self.grad_clip:
@@ -128,9 +143,19 @@ class SequenceModule(pl.LightningModule):
             opt.step()
             if self.scheduler_factory is not None:  # manual optimization: Lightning steps no scheduler
                 self.lr_schedulers().step()
-            trained = loss.detach()
-        if trained is not None and batch_idx % self.log_interval == 0:
-            self.log("train/loss", trained)
+
+    def on_train_epoch_end(self) -> None:
+        # train/loss for metrics.json (callback_metrics): the last update's loss, not a logged one
+        if self.last_train is not None:
+            self.log("train/loss", self.last_train[1], logger=False)
+
+    def on_train_end(self) -> None:
+        # the curve ends at the last update, whatever the interval
+        if self.last_train is not None and self.last_train[0] != self.logged_train_step and self.loggers:
+            step, loss = self.last_train
+            for lg in self.loggers:
+                lg.log_metrics({"train/loss": loss.item()}, step=step)
+            self.logged_train_step = step
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
         if self.grad_clip:
@@ -157,7 +182,7 @@ class SequenceModule(pl.LightningModule):
             metrics["mae"].update((pred - y).abs(), weight)
             metrics["pred_mean"].update(pred, weight)
             self.pred_sq[stage].update(pred.pow(2), weight)
-        self.log_dict({f"{stage}/{k}": m for k, m in metrics.items()}, on_step=False, on_epoch=True)
+        self.log_dict({f"{stage}/{k}": m for k, m in metrics.items()}, on_step=False, on_epoch=True, logger=False)
 
     def on_validation_epoch_start(self) -> None:
         self.state = None  # a validation interrupts the training streams: they restart fresh
@@ -171,13 +196,29 @@ class SequenceModule(pl.LightningModule):
     def _log_pred_std(self, stage: str, metrics: nn.ModuleDict) -> None:
         if self.regression and self.pred_sq[stage].update_count:
             var = self.pred_sq[stage].compute() - metrics["pred_mean"].compute().pow(2)
-            self.log(f"{stage}/pred_std", var.clamp(min=0).sqrt())
+            self.log(f"{stage}/pred_std", var.clamp(min=0).sqrt(), logger=False)
             self.pred_sq[stage].reset()
 
     def on_validation_epoch_end(self) -> None:
         self._log_pred_std("val", self.val_metrics)
-        if self.chance:
-            self.log_dict({f"chance/{k}": float(v) for k, v in self.chance.items()})
+        if self.chance:  # reference lines beside the curves; src/loggers.py names the group
+            self.log_dict({f"{CHANCE}/{k}": float(v) for k, v in self.chance.items()}, logger=False)
 
     def on_test_epoch_end(self) -> None:
         self._log_pred_std("test", self.test_metrics)
+
+    def _send(self, *prefixes: str) -> None:
+        """Evaluation metrics (self.log'ged with logger=False, for callbacks and metrics.json) to the
+        loggers at the optimizer steps the weights have taken: Lightning would log them at one step
+        less, and count batches, not updates. A logged `step` key would move them too, but Lightning
+        then also names checkpoints by it."""
+        if self.loggers and not self.trainer.sanity_checking:
+            values = {k: float(v) for k, v in self.trainer.callback_metrics.items() if k.startswith(prefixes)}
+            for lg in self.loggers:
+                lg.log_metrics(values, step=self.global_step)
+
+    def on_validation_end(self) -> None:
+        self._send("val/", f"{CHANCE}/")
+
+    def on_test_end(self) -> None:
+        self._send("test/")

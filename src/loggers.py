@@ -1,0 +1,247 @@
+"""Loggers: TensorBoard (the default view of a run), Weights & Biases and MLflow (optional extras:
+`pip install -r requirements-loggers.txt`), and `record_run`, the end-of-run record (the chosen
+hyperparameters, final metrics, sample predictions) written to whichever loggers a run has.
+
+What a point's step means, for every logger: a point at step s was measured on the weights after s
+optimizer steps.
+- `train/loss` at s: the loss of the batch that drove update s + 1, logged every
+  `trainer.log_every_n_steps` steps (s = 0, n, 2n, ...) and for the last batch of the fit.
+- `val/*` and `val_chance/*` at s: the validation after s steps (so never at step 0).
+- `test/*` and `val_target/*`: once, at the final step.
+Chance levels are `val_chance/*` and the end-of-run numbers `val_target/*`: TensorBoard sorts card
+groups by name, so both come after test, train and val.
+
+wandb and mlflow are imported only when their logger is built (`logger=wandb`, `logger=mlflow`):
+Lightning's logger classes import neither at module level, and a default run stays as fast.
+"""
+
+from __future__ import annotations
+
+import netrc
+import os
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.loggers import MLFlowLogger as _MLFlowLogger
+from pytorch_lightning.loggers import TensorBoardLogger as _TensorBoardLogger
+from pytorch_lightning.loggers import WandbLogger as _WandbLogger
+
+CHANCE = "val_chance"  # tag group of the chance levels (memoryless baselines)
+TARGET = "val_target"  # tag group of the end-of-run numbers (steps, steps and seconds to target)
+
+# HParams columns every run has: what people sweep. Named by config key, as typed in an override.
+HPARAM_KEYS = (
+    "task.name",
+    "model.cell",
+    "model.hidden",
+    "model.layers",
+    "model.topology",
+    "task.lag",
+    "task.context",
+    "task.out_len",
+    "task.vocab",
+    "task.encoding",
+    "optim.optimizer.lr",
+    "data.batch_size",
+    "model.tbptt",
+    "seed",
+)
+# overrides that choose where and how a run is recorded, not what it trains
+NOT_HPARAMS = ("hydra", "paths", "logger", "hardware", "callbacks", "debug", "ckpt_path", "samples")
+
+
+def _drop_epoch(metrics: dict[str, float]) -> dict[str, float]:
+    # Lightning adds `epoch` to every log_metrics call; with one long virtual epoch it is a flat
+    # card that sorts first in TensorBoard and says nothing.
+    return {k: v for k, v in metrics.items() if k != "epoch"}
+
+
+class TensorBoardLogger(_TensorBoardLogger):
+    """Lightning's TensorBoardLogger without the `epoch` scalar, and without hyperparameters in the
+    event file at fit start: `record_run` writes the HParams data once the run has finished."""
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        super().log_metrics(_drop_epoch(metrics), step)
+
+    def log_hyperparams(self, params: Any, metrics: Any = None, step: int | None = None) -> None:
+        self.hparams.update(dict(params))  # hparams.yaml only
+
+
+def wandb_logged_in() -> bool:
+    """True when the user has logged in to W&B: WANDB_API_KEY set, or a netrc entry for api.wandb.ai."""
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        return netrc.netrc(os.environ.get("NETRC")).authenticators("api.wandb.ai") is not None
+    except (FileNotFoundError, netrc.NetrcParseError, OSError):
+        return False
+
+
+class WandbLogger(_WandbLogger):
+    """W&B, offline (files under the run folder, `wandb sync` uploads them later) unless the user
+    has logged in; `offline: true/false` in conf/logger/wandb.yaml forces either."""
+
+    def __init__(self, save_dir: str, offline: bool | None = None, name: str | None = None, **kwargs: Any) -> None:
+        Path(save_dir).mkdir(parents=True, exist_ok=True)
+        offline = not wandb_logged_in() if offline is None else offline
+        super().__init__(save_dir=save_dir, offline=offline, name=name or Path(save_dir).name, **kwargs)
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        super().log_metrics(_drop_epoch(metrics), step)
+
+
+class MLFlowLogger(_MLFlowLogger):
+    """MLflow with a local file store under the run folder (`mlflow ui --backend-store-uri
+    file:<run>/mlruns` shows it), unless `tracking_uri` names another store."""
+
+    def __init__(self, save_dir: str, tracking_uri: str | None = None, run_name: str | None = None, **kwargs: Any):
+        uri = tracking_uri or (Path(save_dir).resolve() / "mlruns").as_uri()
+        if uri.startswith("file:"):
+            # MLflow 3 keeps the file store in maintenance mode and refuses it unless asked: a run
+            # folder's own store needs no server or database, which is the point here
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+        super().__init__(tracking_uri=uri, run_name=run_name or Path(save_dir).name, **kwargs)
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        super().log_metrics(_drop_epoch(metrics), step)
+
+
+def _plain(v: Any) -> int | float | str | bool:
+    """A value every logger's hyperparameter store takes."""
+    if v is None:
+        return "null"
+    return v if isinstance(v, (int, float, str, bool)) else str(v)
+
+
+def chosen_hparams(cfg: DictConfig, metrics: dict[str, Any]) -> dict[str, Any]:
+    """The HParams columns of a run: HPARAM_KEYS (model.tbptt for stateful tasks) plus every key the job's overrides set (in a
+    multirun, the keys that vary), by config key; a config group chosen by override (`model=encdec`)
+    under the group's name. task, cell and topology are the resolved ones (`topology: auto` -> `last`)."""
+    # model.tbptt only acts on stateful tasks: elsewhere it would be a constant column taking one
+    # of the five places the HParams table shows at first
+    keys = [k for k in HPARAM_KEYS if k != "model.tbptt" or OmegaConf.select(cfg, "task.stateful")]
+    out = {key: _plain(OmegaConf.select(cfg, key)) for key in keys}
+    out.update({"task.name": metrics.get("task"), "model.cell": metrics.get("cell")})
+    if metrics.get("topology"):
+        out["model.topology"] = metrics["topology"]
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        hc = HydraConfig.get()
+        for override in hc.overrides.task:
+            key, _, value = override.lstrip("+~").partition("=")
+            if key.split(".")[0].split("@")[0] in NOT_HPARAMS:
+                continue
+            node = OmegaConf.select(cfg, key)
+            if isinstance(node, DictConfig) or node is None:  # a group choice, or a key it deletes
+                out[key] = hc.runtime.choices.get(key, value)
+            else:
+                out[key] = node
+    return {k: _plain(v) for k, v in out.items()}
+
+
+def final_numbers(metrics: dict[str, Any]) -> dict[str, float]:
+    """Chance levels and the target's outcome, as `val_chance/*` and `val_target/*` scalars.
+    Keys of metrics.json are read defensively: a missing one is left out."""
+    out = {f"{CHANCE}/{k}": float(v) for k, v in (metrics.get("chance") or {}).items()}
+    if isinstance(metrics.get("steps"), int):
+        out[f"{TARGET}/steps"] = float(metrics["steps"])
+    target = metrics.get("target") or {}
+    if target.get("reached"):
+        for key, name in (("step", "steps_to_target"), ("seconds", "seconds_to_target")):
+            if isinstance(target.get(key), (int, float)):
+                out[f"{TARGET}/{name}"] = float(target[key])
+    if isinstance(target.get("first_hit_step"), (int, float)):
+        out[f"{TARGET}/first_hit_step"] = float(target["first_hit_step"])
+    return out
+
+
+def sample_ok(row: dict[str, Any]) -> bool:
+    """A sample window is right when every predicted value, rounded, equals the expected one."""
+    return [round(v) for v in row["predicted"]] == row["expected"]
+
+
+def samples_markdown(rows: list[dict[str, Any]]) -> str:
+    """Sample predictions as a markdown table with an ok/ERR column (TensorBoard's Text tab renders it)."""
+    lines = ["| | input | expected | predicted |", "|---|---|---|---|"]
+    lines += [
+        f"| {'ok' if sample_ok(r) else '**ERR**'} | {r['input']} | {r['expected']} | {r['predicted']} |" for r in rows
+    ]
+    return "\n".join(lines)
+
+
+def custom_scalars_layout(metrics: dict[str, Any]) -> dict[str, dict[str, list]]:
+    """TensorBoard Custom Scalars: each validation metric with its chance level as a reference line,
+    and train against validation loss."""
+    charts = {
+        f"val/{k}": ["Multiline", [f"^val/{k}$", f"^{CHANCE}/{k}$"]]
+        for k in (metrics.get("chance") or {})
+        if f"val/{k}" in metrics
+    }
+    return {
+        "validation vs chance": charts,
+        "loss": {"train/loss and val/loss": ["Multiline", ["^train/loss$", "^val/loss$"]]},
+    }
+
+
+def record_run(loggers: list[Any], cfg: DictConfig, metrics: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    """Write the end-of-run record to every logger and finalize it: hyperparameters, final
+    metrics (test/val, chance levels, steps and seconds to target), sample predictions."""
+    if not loggers:
+        return
+    hparams = chosen_hparams(cfg, metrics)
+    extra = final_numbers(metrics)
+    # the module logs the chance levels at every validation; only a run that never validated needs them here
+    logged = {k: v for k, v in extra.items() if not k.startswith(f"{CHANCE}/") or "val/loss" not in metrics}
+    final = {k: v for k, v in metrics.items() if isinstance(v, float) and k.startswith(("train/", "val/", "test/"))}
+    step = int(metrics.get("steps") or 0)
+    table = samples_markdown(rows)
+    for lg in loggers:
+        if isinstance(lg, _TensorBoardLogger):
+            _record_tensorboard(lg, hparams, logged, table, step, metrics)
+        elif isinstance(lg, _WandbLogger):
+            lg.experiment.config.update(hparams, allow_val_change=True)
+            lg.experiment.summary.update({**final, **extra})
+            lg.log_text(
+                "samples/test",
+                columns=["ok", "input", "expected", "predicted"],
+                data=[
+                    ["ok" if sample_ok(r) else "ERR", str(r["input"]), str(r["expected"]), str(r["predicted"])]
+                    for r in rows
+                ],
+            )
+            lg.finalize("success")
+            lg.experiment.finish()  # flush the offline files now, not at interpreter exit
+            continue
+        else:  # MLflow, CSV: the curves (final metrics included) are logged already
+            lg.log_hyperparams(hparams)
+            lg.log_metrics(logged, step=step)
+            if isinstance(lg, _MLFlowLogger):
+                lg.experiment.log_text(lg.run_id, table, "samples/test.md")
+        lg.finalize("success")
+
+
+def _record_tensorboard(
+    lg: _TensorBoardLogger, hparams: dict[str, Any], extra: dict[str, float], table: str, step: int, metrics: dict
+) -> None:
+    """HParams plugin data without metric values of its own: the plugin reads each metric as the
+    last point of the run's scalar tag of that name (val/exact: the last validation), so nothing is
+    written at another step under a curve's tag. Without an experiment summary the plugin builds
+    the columns from all runs' session data, the columns that differ across a sweep first."""
+    from pytorch_lightning.core.saving import save_hparams_to_yaml
+    from tensorboard.plugins.text.summary_v2 import text_pb
+    from torch.utils.tensorboard.summary import hparams as hparams_summaries
+
+    writer = lg.experiment
+    for tag, value in extra.items():
+        writer.add_scalar(tag, value, step)
+    _, session_start, session_end = hparams_summaries(hparams, {})
+    writer._get_file_writer().add_summary(session_start)
+    writer._get_file_writer().add_summary(session_end)
+    writer.add_custom_scalars(custom_scalars_layout(metrics))
+    # tensorboard's own text summary: torch's add_text would name the card samples/test/text_summary
+    writer._get_file_writer().add_summary(text_pb("samples/test", table), step)
+    lg.hparams = dict(hparams)
+    Path(lg.log_dir).mkdir(parents=True, exist_ok=True)
+    save_hparams_to_yaml(os.path.join(lg.log_dir, lg.NAME_HPARAMS_FILE), lg.hparams)
