@@ -15,8 +15,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from src.checks import build, check_checkpoint, check_ckpt_path, check_nodes, check_output_dir, check_run
 from src.config import ConfigError, check_data, check_known_keys, check_model, make_task
-from src.terminal import banner, check_progress, keep_log, logged_run, print_summary, weights_used
 from src.limits import check_cluster, check_memory, check_threads
+from src.terminal import banner, check_progress, keep_log, logged_run, print_summary, weights_used
 
 T_PROCESS = time.perf_counter()  # first import of this module ~ process start-up end
 
