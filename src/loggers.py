@@ -48,7 +48,7 @@ HPARAM_KEYS = (
     "seed",
 )
 # overrides that choose where and how a run is recorded, not what it trains
-NOT_HPARAMS = ("hydra", "paths", "logger", "hardware", "callbacks", "debug", "ckpt_path", "samples")
+NOT_HPARAMS = ("hydra", "paths", "logger", "hardware", "callbacks", "debug", "ckpt_path", "samples", "progress")
 
 
 def _drop_epoch(metrics: dict[str, float]) -> dict[str, float]:

@@ -47,6 +47,7 @@ def logdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
         f"trainer.max_steps={SWEEP_STEPS}",
         f"model.hidden={','.join(map(str, HIDDEN))}",
         f"hydra.sweep.dir={root}/sweep",
+        "progress=false",  # how a run prints is not a hyperparameter: no HParams column
     )
     assert sweep.returncode == 0, sweep.stderr[-3000:]
     return root
@@ -191,7 +192,9 @@ def test_hparams_list_the_chosen_hyperparameters_and_final_metrics(board: Tensor
     names = [h["name"] for h in experiment["hparamInfos"]]
     for key in ("task.name", "model.cell", "model.hidden", "task.lag", "task.context", "optim.optimizer.lr", "seed"):
         assert key in names
-    assert not [n for n in names if "_target_" in n or n.startswith(("paths.", "hydra.", "callbacks."))], names
+    assert not [n for n in names if "_target_" in n or n.startswith(("paths.", "hydra.", "callbacks.", "progress"))], (
+        names
+    )
     assert "model.hidden" in [h["name"] for h in experiment["hparamInfos"] if h.get("differs")]
     metric_tags = {m["name"]["tag"] for m in experiment["metricInfos"]}
     assert {"val/exact", "test/exact", "val_chance/exact", "val_target/steps"} <= metric_tags
