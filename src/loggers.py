@@ -27,6 +27,8 @@ from pytorch_lightning.loggers import MLFlowLogger as _MLFlowLogger
 from pytorch_lightning.loggers import TensorBoardLogger as _TensorBoardLogger
 from pytorch_lightning.loggers import WandbLogger as _WandbLogger
 
+from src.terminal import sample_ok
+
 CHANCE = "val_chance"  # tag group of the chance levels (memoryless baselines)
 TARGET = "val_target"  # tag group of the end-of-run numbers (steps, steps and seconds to target)
 
@@ -155,11 +157,6 @@ def final_numbers(metrics: dict[str, Any]) -> dict[str, float]:
     if isinstance(target.get("first_hit_step"), (int, float)):
         out[f"{TARGET}/first_hit_step"] = float(target["first_hit_step"])
     return out
-
-
-def sample_ok(row: dict[str, Any]) -> bool:
-    """A sample window is right when every predicted value, rounded, equals the expected one."""
-    return [round(v) for v in row["predicted"]] == row["expected"]
 
 
 def samples_markdown(rows: list[dict[str, Any]]) -> str:

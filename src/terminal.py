@@ -305,12 +305,18 @@ def weights_used(trainer: Any, val_step: int | None, out_dir: Path) -> dict[str,
     return {"test": test, "val": val, "test_step": step, "val_step": val_step}
 
 
+def sample_ok(row: dict[str, Any]) -> bool:
+    """A sample window is right when every predicted value, rounded, equals the expected one: the
+    ok/ERR rule of the terminal, TensorBoard's Text tab and the other loggers."""
+    return [round(v) for v in row["predicted"]] == row["expected"]
+
+
 def print_summary(metrics: dict[str, Any], rows: list[dict[str, Any]], out_dir: Path) -> None:
     w = metrics.get("weights") or {}
     where = ", predicted by the test weights" if "test" in w else ""
     lines = ["", f"Sample test windows (input -> expected | predicted){where}:"] if rows else []
     for r in rows:
-        ok = "ok " if [round(v) for v in r["predicted"]] == r["expected"] else "ERR"
+        ok = "ok " if sample_ok(r) else "ERR"
         lines.append(f"  {ok} {r['input']} -> {r['expected']} | {r['predicted']}")
     lines.append("")
     if w:
