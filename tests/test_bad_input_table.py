@@ -24,7 +24,7 @@ from tests.run_helpers import snapshot
 
 DOC = ROOT / "docs" / "bad_input.md"
 GROUPS = {"task", "model", "data", "optim", "trainer", "hardware", "limits", "logger", "callbacks", "top level",
-          "ckpt_path", "output folder", "Hydra", "predict.py", "sweep.py"}  # fmt: skip
+          "ckpt_path", "output folder", "Hydra", "predict.py", "eval.py", "sweep.py"}  # fmt: skip
 # Besides the rows only the command line can test, these run through the real CLI too.
 REPRESENTATIVE = {
     "python train.py task.lag=5",
@@ -142,11 +142,12 @@ def observe(group: str, command: str, places: dict[str, Path], cwd: Path, capsys
         except ConfigError as err:
             return 2, [f"error: {err}"]
         return 0, []
+    import eval as evaluate
     import predict
     import sweep
 
     capsys.readouterr()
-    code = (predict.main if program == "predict.py" else sweep.main)(args)
+    code = {"predict.py": predict.main, "eval.py": evaluate.main, "sweep.py": sweep.main}[program](args)
     return code, capsys.readouterr().err.strip().splitlines()
 
 
