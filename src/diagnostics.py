@@ -1,0 +1,87 @@
+"""What a trained network holds: linear memory-capacity probes of its hidden states.
+
+`memory_capacity(states, inputs, max_delay)` freezes nothing itself: give it the hidden states a
+network produced on fresh input sequences and the inputs, and it fits, for every delay k = 0..K, a
+ridge-regression readout from the state at step t to the input at step t - k, on one half of the
+sequences, and scores it on the other half:
+
+- scalar inputs: the squared correlation r2_k between readout and input; their sum over k is
+  Jaeger's (2001) memory capacity MC = sum_k r2_k. For a linear network h_t = A h_{t-1} + b x_t with
+  i.i.d. input, r2_k = 1 exactly while x_{t-k} is a linear function of the state, so MC is the rank
+  of the controllability matrix [b, Ab, A^2 b, ...], at most the state size.
+- integer inputs (a vocabulary of V symbols): a one-hot readout per symbol, scored by accuracy;
+  the capacity is the chance-corrected sum sum_k (acc_k - 1/V) / (1 - 1/V), so a state that holds
+  the last n symbols exactly scores n, one that holds nothing scores about 0.
+
+The probe is linear on purpose: it measures what a linear readout (what the trained network's own
+output layer is) can recover, not what an arbitrary decoder could.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+
+def ridge_fit(x: torch.Tensor, y: torch.Tensor, alpha: float) -> torch.Tensor:
+    """W minimising ||[x, 1] W - y||^2 + alpha ||W||^2 (bias not penalised), in float64."""
+    x1 = torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], dim=1)
+    reg = alpha * torch.eye(x1.shape[1], dtype=x.dtype)
+    reg[-1, -1] = 0.0
+    return torch.linalg.solve(x1.T @ x1 + reg, x1.T @ y)
+
+
+def _apply(w: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return torch.cat([x, torch.ones(len(x), 1, dtype=x.dtype)], dim=1) @ w
+
+
+def memory_capacity(
+    states: torch.Tensor,
+    inputs: torch.Tensor,
+    max_delay: int,
+    vocab: int | None = None,
+    alpha: float = 1e-6,
+    burn_in: int | None = None,
+) -> dict[str, Any]:
+    """Per-delay recall of the input from the state.
+
+    states (batch, time, hidden); inputs (batch, time): integers in [0, vocab) when `vocab` is
+    given, else real values. Steps t < burn_in (default max_delay) are skipped, so every delay is
+    scored on the same steps. Returns {"delays", "score" (r2 or accuracy per delay), "capacity",
+    "kind" ("r2" or "accuracy"), "chance" (0 or 1/vocab)}.
+    """
+    b, t, _ = states.shape
+    burn = max_delay if burn_in is None else burn_in
+    if t <= burn:
+        raise ValueError(f"sequences of {t} steps leave nothing to score after a burn-in of {burn} steps.")
+    if b < 2:
+        raise ValueError("memory_capacity needs at least 2 sequences (one half fits, the other scores).")
+    s = states.detach().double().cpu()
+    u = inputs.detach().cpu()
+    fit, held = slice(0, b // 2), slice(b // 2, b)
+    scores = []
+    for k in range(max_delay + 1):
+        x_fit, x_held = (s[part, burn:].reshape(-1, s.shape[-1]) for part in (fit, held))
+        target = u[:, burn - k : t - k]
+        if vocab is None:
+            y_fit, y_held = (target[part].reshape(-1, 1).double() for part in (fit, held))
+            pred = _apply(ridge_fit(x_fit, y_fit, alpha), x_held)
+            r = torch.corrcoef(torch.stack([pred[:, 0], y_held[:, 0]]))[0, 1]
+            scores.append(float(r**2) if torch.isfinite(r) else 0.0)
+        else:
+            y_fit = torch.nn.functional.one_hot(target[fit].reshape(-1).long(), vocab).double()
+            pred = _apply(ridge_fit(x_fit, y_fit, alpha), x_held).argmax(dim=1)
+            scores.append(float((pred == target[held].reshape(-1)).double().mean()))
+    if vocab is None:
+        capacity, chance = sum(scores), 0.0
+    else:
+        chance = 1.0 / vocab
+        capacity = sum((a - chance) / (1 - chance) for a in scores)
+    return {
+        "delays": list(range(max_delay + 1)),
+        "score": scores,
+        "capacity": capacity,
+        "kind": "r2" if vocab is None else "accuracy",
+        "chance": chance,
+    }

@@ -1,0 +1,85 @@
+"""The memory-capacity probe on networks whose capacity is known in closed form.
+
+For a linear network h_t = A h_{t-1} + b x_t driven by i.i.d. input, sum_k r2_k over all delays is
+the rank of the controllability matrix [b, Ab, A^2 b, ...] (Jaeger 2001): the state is a linear
+function of the past inputs and the r2 of the best linear readouts add up to its dimension."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from src.diagnostics import memory_capacity
+
+
+def linear_states(a: torch.Tensor, b: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    h = torch.zeros(x.shape[0], a.shape[0], dtype=torch.float64)
+    out = []
+    for t in range(x.shape[1]):
+        h = h @ a.T + x[:, t : t + 1] * b
+        out.append(h)
+    return torch.stack(out, dim=1)
+
+
+def controllability_rank(a: torch.Tensor, b: torch.Tensor) -> int:
+    cols = [b]
+    for _ in range(a.shape[0] - 1):
+        cols.append(a @ cols[-1])
+    return int(torch.linalg.matrix_rank(torch.stack(cols, dim=1)))
+
+
+@pytest.fixture
+def inputs() -> torch.Tensor:
+    return torch.randn(400, 80, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+
+def test_a_shift_register_remembers_exactly_its_length(inputs: torch.Tensor) -> None:
+    n = 6
+    a = torch.diag(torch.ones(n - 1, dtype=torch.float64), -1)  # h = [x_t, x_t-1, ..., x_t-5]
+    b = torch.zeros(n, dtype=torch.float64)
+    b[0] = 1.0
+    probe = memory_capacity(linear_states(a, b, inputs), inputs, max_delay=12)
+    assert probe["score"][:n] == pytest.approx([1.0] * n, abs=1e-6)
+    assert max(probe["score"][n:]) < 0.01  # nothing older is held
+    assert probe["capacity"] == pytest.approx(controllability_rank(a, b), abs=0.05)
+
+
+@pytest.mark.parametrize("rank", [5, 3])
+def test_a_random_linear_network_holds_the_rank_of_its_controllability_matrix(inputs, rank: int) -> None:
+    """Full rank: a random stable A (spectral radius 0.6) with a random b. Rank 3 of 5: b lies in an
+    A-invariant 3-dimensional subspace (A = P diag(J3, 0.5 I2) P^-1, b = P e_1), so two directions of
+    the state are never excited."""
+    g = torch.Generator().manual_seed(rank)
+    n = 5
+    if rank == n:
+        a = torch.randn(n, n, generator=g, dtype=torch.float64)
+        a *= 0.6 / torch.linalg.eigvals(a).abs().max()
+        b = torch.randn(n, generator=g, dtype=torch.float64)
+    else:
+        p = torch.randn(n, n, generator=g, dtype=torch.float64)
+        j = torch.zeros(n, n, dtype=torch.float64)
+        j[1, 0] = j[2, 1] = 0.9  # a 3-step delay line inside
+        j[3, 3] = j[4, 4] = 0.5
+        a = p @ j @ torch.linalg.inv(p)
+        b = p[:, 0].clone()
+    assert controllability_rank(a, b) == rank
+    probe = memory_capacity(linear_states(a, b, inputs), inputs, max_delay=40)
+    assert probe["capacity"] == pytest.approx(rank, abs=0.15)
+
+
+def test_symbols_held_one_hot_count_one_per_remembered_step() -> None:
+    """A state that is the one-hot code of the last 2 symbols recalls delays 0 and 1 exactly and
+    nothing older: capacity 2 in chance-corrected accuracy."""
+    vocab = 8
+    x = torch.randint(0, vocab, (300, 30), generator=torch.Generator().manual_seed(1))
+    one_hot = torch.nn.functional.one_hot(x, vocab).double()
+    prev = torch.cat([torch.zeros_like(one_hot[:, :1]), one_hot[:, :-1]], dim=1)
+    probe = memory_capacity(torch.cat([one_hot, prev], dim=-1), x, max_delay=5, vocab=vocab)
+    assert probe["score"][:2] == [1.0, 1.0]
+    assert max(probe["score"][2:]) < 1 / vocab + 0.03
+    assert probe["capacity"] == pytest.approx(2.0, abs=0.1) and probe["kind"] == "accuracy"
+
+
+def test_too_short_sequences_are_refused() -> None:
+    with pytest.raises(ValueError, match="leave nothing to score"):
+        memory_capacity(torch.zeros(4, 5, 3), torch.zeros(4, 5), max_delay=5)
