@@ -916,7 +916,8 @@ def _summarize(
 
     free = [k for k in sweep.swept if k != SEED_KEY]
     groups = group_jobs(sweep, free)
-    g_header = [*free, "seeds", "solved", metric, "steps", "steps to target", "fit s"]
+    chance_key = f"chance/{metric.split('/')[-1]}"  # a metric without its baseline misleads
+    g_header = [*free, "seeds", "solved", metric, "chance", "steps", "steps to target", "fit s"]
     g_rows = []
     for key, g in groups.items():
         ok, n = g.solved(metric, threshold)
@@ -930,6 +931,7 @@ def _summarize(
                 seeds,
                 f"{ok}/{n}",
                 _pm(g.stats(metric)),
+                f"{c[0]:.3g}" if (c := g.stats(chance_key)) else "-",
                 _pm(g.stats("steps"), 0),
                 f"{statistics.median(reached):.0f} ({len(reached)}/{len(g.jobs)})" if reached else "-",
                 _pm(g.stats("fit_time_s"), 1),

@@ -263,6 +263,11 @@ def test_sweep_py_runs_a_preset_then_summarizes(tmp_path):
     assert job_cfg["task"]["context"] == 9 and job_cfg["callbacks"]["model_checkpoint"] is None
     assert by_hidden(jobs, 64)["test/exact"] >= 0.99 and by_hidden(jobs, 4)["test/exact"] < 0.5
     assert "lstm  64 (1/1)" in r.stdout and str(sweep / "summary" / "summary.md") in r.stdout
+    # each configuration's row has the metric's chance level beside it (1/vocab = 0.01 for exact)
+    header = next(ln.split() for ln in r.stdout.splitlines() if ln.startswith("model.hidden"))
+    assert header[header.index("test/exact") + 1] == "chance"
+    row = next(ln.split() for ln in r.stdout.splitlines() if ln.startswith("64 "))
+    assert row[header.index("chance")] == "0.01"
 
 
 def test_presets_cover_the_grids_they_promise():
