@@ -16,7 +16,7 @@ FRAMINGS = ("window", "label")
 TRANSFORMS = ("identity", "invert", "next")
 ENCODINGS = ("onehot", "embedding", "scalar")
 OBJECTIVES = ("classification", "regression")
-CELLS = ("rnn", "lstm", "gru")
+CELLS = ("rnn", "lstm", "gru", "lru", "mingru")  # src.models.cells.CELLS: a test keeps them equal
 TOPOLOGIES = ("auto", "last", "aligned", "encdec")
 INITS = ("keras", "torch")
 

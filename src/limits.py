@@ -18,7 +18,7 @@ from typing import Any
 
 from src.config import ConfigError, Task
 
-GATES = {"rnn": 1, "gru": 3, "lstm": 4}
+GATES = {"rnn": 1, "gru": 3, "lstm": 4, "lru": 3, "mingru": 2}  # lru, mingru: weight matrices per layer, roughly
 GB = 1024**3
 # Environment variables by which Lightning's cluster environments (plain torchrun/launch with
 # MASTER_ADDR + NODE_RANK, SLURM, TorchElastic, LSF, Kubeflow) tell a process where it runs.

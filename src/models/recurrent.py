@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
+from src.models.cells import CELLS
+
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None
 
 
@@ -30,23 +31,19 @@ class InputEncoder(nn.Module):
         return x.unsqueeze(-1).float() / self.scale
 
 
-def keras_init(module: nn.Module) -> None:
-    """Keras defaults the tutorial recipes assume: glorot-uniform input and dense weights,
-    orthogonal recurrent weights, zero biases, LSTM forget-gate bias 1 (unit_forget_bias)."""
-    for name, p in module.named_parameters():
-        if "weight_hh" in name:
-            gates = p.shape[0] // p.shape[1]  # 4 for LSTM, 3 for GRU, 1 for RNN: one block per gate
-            for block in p.data.chunk(gates, 0):
-                nn.init.orthogonal_(block)
-        elif "weight" in name and p.dim() == 2 and not name.startswith("encoder.embed"):
-            nn.init.xavier_uniform_(p)
-        elif "bias" in name:
-            nn.init.zeros_(p)
-    for rnn in (m for m in module.modules() if isinstance(m, nn.LSTM)):
-        for name, p in rnn.named_parameters():
-            if name.startswith("bias_ih"):  # gate order i, f, g, o; b_hh stays 0 so the sum is 1
-                n = p.shape[0] // 4
-                p.data[n : 2 * n] = 1.0
+def init_weights(module: nn.Module, scheme: str) -> None:
+    """Initialise every part in the order it was built: a cell by its own `init_weights`, a linear
+    layer outside the cells Keras' way (glorot-uniform weights, zero biases) for scheme `keras`."""
+    for child in module.children():
+        if callable(getattr(child, "init_weights", None)):
+            child.init_weights(scheme)
+        elif isinstance(child, nn.Linear):
+            if scheme == "keras":
+                nn.init.xavier_uniform_(child.weight)
+                if child.bias is not None:
+                    nn.init.zeros_(child.bias)
+        else:
+            init_weights(child, scheme)
 
 
 class RecurrentNet(nn.Module):
@@ -73,16 +70,12 @@ class RecurrentNet(nn.Module):
         super().__init__()
         self.topology, self.out_len, self.cell = topology, out_len, cell
         self.encoder = InputEncoder(encoding, vocab, embedding_dim, scale)
-        rnn = CELLS[cell]
-        inter = dropout if layers > 1 else 0.0
-        self.rnn = rnn(self.encoder.size, hidden, num_layers=layers, dropout=inter, batch_first=True)
-        self.decoder = (
-            rnn(hidden, hidden, num_layers=layers, dropout=inter, batch_first=True) if topology == "encdec" else None
-        )
+        make = CELLS[cell]
+        self.rnn = make(self.encoder.size, hidden, layers, dropout)
+        self.decoder = make(hidden, hidden, layers, dropout) if topology == "encdec" else None
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.head = nn.Linear(hidden, n_out)
-        if init == "keras":
-            keras_init(self)
+        init_weights(self, init)
 
     def forward(self, x: torch.Tensor, state: State = None) -> tuple[torch.Tensor, State]:
         """x: (batch, time) -> (batch, out_len, n_out), and the recurrent state after the last step."""
