@@ -45,9 +45,11 @@ def test_the_config_accepts_exactly_the_registered_cells():
 
 @pytest.mark.parametrize("cell", ["lru", "mingru"])
 def test_new_cells_learn_echo_lag(cfg_factory, cell):
-    """Measured (2-core CPU, seed 0, vocab 10, hidden 32, <= 300 steps): lru 100% test acc (stops at
-    its target after 50 steps), mingru 96% (99% with seed 1); chance 10%."""
-    metrics, _ = train(cfg_factory(f"model={cell}", "task=echo_lag", "task.vocab=10", "model.hidden=32", *BUDGET))
+    """Measured (2-core CPU, seed 0, vocab 10, hidden 32, lr 0.01, <= 300 steps): lru 100% test acc
+    (stops at its target after 50 steps), mingru 96% (99% with seed 1; 89% with the preset's lr 0.003,
+    tuned for vocab 100); chance 10%."""
+    overrides = ["task=echo_lag", "task.vocab=10", "model.hidden=32", "optim.optimizer.lr=0.01", *BUDGET]
+    metrics, _ = train(cfg_factory(f"model={cell}", *overrides))
     assert metrics["cell"] == cell
     assert metrics["test/acc"] > 0.9
 
