@@ -161,15 +161,14 @@ def predict(task: Task, net: Any, values: list) -> dict[str, list]:
     floats = any(isinstance(v, float) for v in values)
     x = torch.tensor([values], dtype=torch.float32 if floats else torch.long)
     if task.framing == "label":
-        net.out_len = x.shape[1]  # a target at every typed step, however many were typed
         _, y, mask = label_targets(task, x)
         expected = [v if m else None for v, m in zip(y[0].tolist(), mask[0].tolist(), strict=True)]
     elif task.transform == "next" and any(b - a != task.step for a, b in zip(values, values[1:], strict=False)):
         expected = [None]
     else:
         expected = window_targets(task, x)[0].tolist()
-    with torch.no_grad():
-        out, _ = net(x)
+    with torch.no_grad():  # label framing: a target at every typed step, however many were typed
+        out, _ = net(x, out_len=x.shape[1] if task.framing == "label" else None)
     if task.objective == "regression":
         predicted = [round(v, 2) for v in (out.squeeze(-1) * task.scale)[0].tolist()]
     else:

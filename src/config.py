@@ -17,7 +17,8 @@ TRANSFORMS = ("identity", "invert", "next")
 ENCODINGS = ("onehot", "embedding", "scalar")
 OBJECTIVES = ("classification", "regression")
 CELLS = ("rnn", "lstm", "gru", "lru", "mingru")  # src.models.cells.CELLS: a test keeps them equal
-TOPOLOGIES = ("auto", "last", "aligned", "encdec")
+TOPOLOGIES = ("auto", "last", "aligned", "encdec", "attention", "vector", "one_to_one")  # + src.models.topologies
+ATTENTION_SCORES = ("dot", "general")
 INITS = ("keras", "torch")
 
 
@@ -239,6 +240,12 @@ def resolve_topology(topology: str, task: Task) -> str:
             f"model.topology='last' cannot emit task.out_len={task.out_len} targets (one head on the final "
             "state gives one); use topology=aligned or encdec."
         )
+    if topology in ("vector", "one_to_one") and task.framing == "label":
+        raise ConfigError(
+            f"model.topology={topology!r} is not allowed with task.framing=label: its readout emits a block of "
+            "fixed size from a whole window, while label framing reads a target at every step of any length; "
+            "use topology=aligned."
+        )
     return topology
 
 
@@ -255,6 +262,13 @@ def check_model(model: Any, task: Task) -> dict[str, Any]:
     topology = resolve_topology(m.get("topology", "auto"), task)
     if task.encoding == "embedding" and task.stream != "uniform":
         raise ConfigError("task.encoding='embedding' needs a uniform stream with a vocabulary; use scalar.")
+    if "attention" in m and topology != "attention":
+        raise ConfigError(
+            f"model.attention={m['attention']!r} only applies to model.topology=attention, so it would be "
+            f"ignored with topology={topology!r}; remove it or use model=attention."
+        )
+    if topology == "attention":
+        m["attention"] = _choice("model.attention", m.get("attention", "general"), ATTENTION_SCORES)
     m["topology"] = topology
     return m
 

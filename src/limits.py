@@ -58,7 +58,7 @@ def memory_estimate(task: Task, net: dict[str, Any], data: dict[str, Any], world
     gates, hidden, layers = GATES[net["cell"]], net["hidden"], net.get("layers", 1)
     width = {"onehot": task.vocab, "embedding": net.get("embedding_dim", 16), "scalar": 1}[task.encoding]
     n_out = 1 if task.objective == "regression" else task.vocab
-    encdec = net["topology"] == "encdec"
+    encdec = net["topology"] in ("encdec", "attention")  # a decoder as large as the encoder
 
     def sample_bytes(steps: int, rows: int) -> int:
         """Integer inputs, targets, mask of `rows` samples of `steps` observations."""

@@ -1,4 +1,4 @@
-"""Plain recurrent networks: input encoder -> cell -> topology -> per-step head.
+"""Plain recurrent networks: input encoder -> topology (its cells and heads).
 
 They know shapes, not tasks: x (batch, time) integers in, (batch, out_len, n_out) out.
 """
@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from src.models.cells import CELLS
+from src.models.topologies import TOPOLOGIES
 
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None
 
@@ -47,9 +48,9 @@ def init_weights(module: nn.Module, scheme: str) -> None:
 
 
 class RecurrentNet(nn.Module):
-    """Topologies (design.md): `last` (head on the final state, out_len 1), `aligned` (head on every
-    step, outputs read at the last out_len steps), `encdec` (the encoder's final output repeated
-    out_len times feeds a decoder, then the per-step head: Keras' RepeatVector design)."""
+    """Input encoder -> topology (src/models/topologies.py) wiring cells (src/models/cells.py).
+    The task implies vocab, encoding, n_out, out_len, context and scale; the model config gives the
+    rest. `attention` (dot or general) is the score of topology `attention`."""
 
     def __init__(
         self,
@@ -61,29 +62,32 @@ class RecurrentNet(nn.Module):
         n_out: int,
         out_len: int,
         topology: str,
+        context: int = 1,
         layers: int = 1,
         dropout: float = 0.0,
         embedding_dim: int = 16,
         scale: float = 1.0,
         init: str = "keras",
+        attention: str | None = None,
     ):
         super().__init__()
-        self.topology, self.out_len, self.cell = topology, out_len, cell
+        self.out_len, self.cell = out_len, cell
         self.encoder = InputEncoder(encoding, vocab, embedding_dim, scale)
-        make = CELLS[cell]
-        self.rnn = make(self.encoder.size, hidden, layers, dropout)
-        self.decoder = make(hidden, hidden, layers, dropout) if topology == "encdec" else None
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.head = nn.Linear(hidden, n_out)
+        options = {"attention": attention} if attention else {}
+        self.topology = TOPOLOGIES[topology](
+            lambda size: CELLS[cell](size, hidden, layers, dropout),
+            self.encoder.size, hidden, n_out, out_len, context, dropout, **options,
+        )  # fmt: skip
         init_weights(self, init)
+        # checkpoints written before topologies were modules name their parts rnn., decoder., head.
+        self._register_load_state_dict_pre_hook(_legacy_names)
 
-    def forward(self, x: torch.Tensor, state: State = None) -> tuple[torch.Tensor, State]:
-        """x: (batch, time) -> (batch, out_len, n_out), and the recurrent state after the last step."""
-        h, state = self.rnn(self.encoder(x), state)
-        if self.topology == "last":
-            h = h[:, -1:]
-        elif self.topology == "encdec":
-            h, _ = self.decoder(h[:, -1:].expand(-1, self.out_len, -1))
-        else:
-            h = h[:, -self.out_len :] if self.out_len < h.shape[1] else h
-        return self.head(self.dropout(h)), state
+    def forward(self, x: torch.Tensor, state: State = None, out_len: int | None = None) -> tuple[torch.Tensor, State]:
+        """x: (batch, time) -> (batch, out_len, n_out), and the recurrent state after the last step.
+        out_len: the targets to emit, if not the built `out_len` (a label-framing prediction)."""
+        return self.topology(self.encoder(x), state, out_len or self.out_len)
+
+
+def _legacy_names(state: dict, prefix: str, *args) -> None:
+    for key in [k for k in state if k.startswith((f"{prefix}rnn.", f"{prefix}decoder.", f"{prefix}head."))]:
+        state[f"{prefix}topology.{key.removeprefix(prefix)}"] = state.pop(key)
