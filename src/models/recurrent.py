@@ -9,10 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from src.models.cells import CELLS
+from src.models.cells import CELLS, State
 from src.models.topologies import TOPOLOGIES
-
-State = torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None
 
 
 class InputEncoder(nn.Module):
@@ -34,7 +32,9 @@ class InputEncoder(nn.Module):
 
 def init_weights(module: nn.Module, scheme: str) -> None:
     """Initialise every part in the order it was built: a cell by its own `init_weights`, a linear
-    layer outside the cells Keras' way (glorot-uniform weights, zero biases) for scheme `keras`."""
+    layer outside the cells Keras' way (glorot-uniform weights, zero biases) for scheme `keras`.
+    Run once the whole network is built (not in each part's constructor), so the random draws come
+    in the same order for every topology and a seed gives the weights it always gave."""
     for child in module.children():
         if callable(getattr(child, "init_weights", None)):
             child.init_weights(scheme)

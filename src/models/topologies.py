@@ -20,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-State = torch.Tensor | tuple[torch.Tensor, ...] | None
+from src.models.cells import State
+
 MakeCell = Callable[[int], nn.Module]
 
 
