@@ -128,7 +128,7 @@ def parse_values(task: Task, words: list[str]) -> list[float] | list[int]:
             raise ConfigError(f"input value {w!r} is not a number.") from None
         if not math.isfinite(v):
             raise ConfigError(f"input value {w!r} is not a finite number.")
-        if task.stream == "uniform" and (not v.is_integer() or not 0 <= v < task.vocab):
+        if task.stream != "arithmetic" and (not v.is_integer() or not 0 <= v < task.vocab):
             raise ConfigError(
                 f"input value {w!r} is outside the vocabulary of task {task.name}; use integers in [0, {task.vocab - 1}]."
             )
@@ -162,6 +162,9 @@ def predict(task: Task, net: Any, values: list) -> dict[str, list]:
     x = torch.tensor([values], dtype=torch.float32 if floats else torch.long)
     if task.framing == "label":
         _, y, mask = label_targets(task, x)
+        expected = [v if m else None for v, m in zip(y[0].tolist(), mask[0].tolist(), strict=True)]
+    elif hasattr(task, "targets"):  # a task family (src/datamodules/tasks/)
+        y, mask = task.targets(x)
         expected = [v if m else None for v, m in zip(y[0].tolist(), mask[0].tolist(), strict=True)]
     elif task.transform == "next" and any(b - a != task.step for a, b in zip(values, values[1:], strict=False)):
         expected = [None]
