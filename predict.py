@@ -119,6 +119,8 @@ def status_reason(run_dir: Path) -> str:
 def parse_values(task: Task, words: list[str]) -> list[float] | list[int]:
     """The typed window, checked against the task: integers in the vocabulary for uniform streams,
     any numbers for arithmetic; exactly `context` of them for window framing."""
+    if hasattr(task, "parse"):  # a task family reads its own input (src/datamodules/tasks/)
+        return task.parse(words)
     values = []
     low, high = task.value_range
     for w in words:
@@ -158,7 +160,7 @@ def predict(task: Task, net: Any, values: list) -> dict[str, list]:
 
     from src.datamodules.generate import label_targets, window_targets
 
-    floats = any(isinstance(v, float) for v in values)
+    floats = any(not isinstance(v, int) for v in values)  # floats, or a family's feature vectors
     x = torch.tensor([values], dtype=torch.float32 if floats else torch.long)
     if task.framing == "label":
         _, y, mask = label_targets(task, x)

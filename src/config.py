@@ -81,6 +81,11 @@ class Task:
         return self.vocab
 
     @property
+    def features(self) -> int:
+        """Input features per step for encoding=features (a task family's real-valued inputs)."""
+        return 1
+
+    @property
     def is_integer_valued(self) -> bool:
         """Targets are integers, so accuracy and exact match are defined for any objective."""
         return True

@@ -56,7 +56,9 @@ def memory_estimate(task: Task, net: dict[str, Any], data: dict[str, Any], world
     'activations'}. net: the checked model node (cell, hidden, layers, topology, embedding_dim)."""
     f32, i64 = 4, 8
     gates, hidden, layers = GATES[net["cell"]], net["hidden"], net.get("layers", 1)
-    width = {"onehot": task.vocab, "embedding": net.get("embedding_dim", 16), "scalar": 1}[task.encoding]
+    width = {"onehot": task.vocab, "embedding": net.get("embedding_dim", 16), "scalar": 1, "features": task.features}[
+        task.encoding
+    ]
     n_out = 1 if task.objective == "regression" else task.vocab
     encdec = net["topology"] in ("encdec", "attention")  # a decoder as large as the encoder
 

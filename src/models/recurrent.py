@@ -14,19 +14,22 @@ from src.models.topologies import TOPOLOGIES
 
 
 class InputEncoder(nn.Module):
-    """onehot: (b, t) -> (b, t, vocab); embedding: (b, t, dim); scalar: (b, t, 1) value / scale."""
+    """onehot: (b, t) -> (b, t, vocab); embedding: (b, t, dim); scalar: (b, t, 1) value / scale;
+    features: (b, t, features) real values, as they are."""
 
-    def __init__(self, encoding: str, vocab: int, embedding_dim: int, scale: float):
+    def __init__(self, encoding: str, vocab: int, embedding_dim: int, scale: float, features: int = 1):
         super().__init__()
         self.encoding, self.vocab, self.scale = encoding, vocab, scale
         self.embed = nn.Embedding(vocab, embedding_dim) if encoding == "embedding" else None
-        self.size = {"onehot": vocab, "embedding": embedding_dim, "scalar": 1}[encoding]
+        self.size = {"onehot": vocab, "embedding": embedding_dim, "scalar": 1, "features": features}[encoding]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.encoding == "onehot":
             return F.one_hot(x, self.vocab).float()
         if self.encoding == "embedding":
             return self.embed(x)
+        if self.encoding == "features":
+            return x.float()
         return x.unsqueeze(-1).float() / self.scale
 
 
@@ -49,7 +52,7 @@ def init_weights(module: nn.Module, scheme: str) -> None:
 
 class RecurrentNet(nn.Module):
     """Input encoder -> topology (src/models/topologies.py) wiring cells (src/models/cells.py).
-    The task implies vocab, encoding, n_out, out_len, context and scale; the model config gives the
+    The task implies vocab, encoding, n_out, out_len, context, features and scale; the model config gives the
     rest. `attention` (dot or general) is the score of topology `attention`."""
 
     def __init__(
@@ -63,6 +66,7 @@ class RecurrentNet(nn.Module):
         out_len: int,
         topology: str,
         context: int = 1,
+        features: int = 1,
         layers: int = 1,
         dropout: float = 0.0,
         embedding_dim: int = 16,
@@ -72,7 +76,7 @@ class RecurrentNet(nn.Module):
     ):
         super().__init__()
         self.out_len, self.cell = out_len, cell
-        self.encoder = InputEncoder(encoding, vocab, embedding_dim, scale)
+        self.encoder = InputEncoder(encoding, vocab, embedding_dim, scale, features)
         options = {"attention": attention} if attention else {}
         self.topology = TOPOLOGIES[topology](
             lambda size: CELLS[cell](size, hidden, layers, dropout),

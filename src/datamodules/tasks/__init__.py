@@ -8,12 +8,15 @@ the memory estimate read it like any task) with
 - `batch(gen, batch) -> (x, y, mask)`: a whole batch on the generator's device, no per-sample loop;
 - `targets(x) -> (y, mask)`: the targets of inputs x, for predict.py;
 - `chance() -> dict`: the memoryless baseline of every metric, its formula in the docstring;
-- `loss_on_every_step`: the loss averages over every step, the metrics over the masked ones.
+- optionally `loss_on_every_step` (the loss averages over every step, the metrics over the masked
+  ones), `features` with `encoding="features"` (real-valued inputs (batch, time, features)) and
+  `parse(words)` (predict.py's typed input, when it is not one integer per step).
 The `uniform`/`arithmetic` stream tasks (src/config.py, src/datamodules/generate.py) predate this.
 """
 
 from __future__ import annotations
 
+from src.datamodules.tasks.adding import Adding
 from src.datamodules.tasks.copy_memory import CopyMemory
 
-FAMILIES = {"copy_memory": CopyMemory}
+FAMILIES = {"copy_memory": CopyMemory, "adding": Adding}
