@@ -192,7 +192,9 @@ def report(task: Task, result: dict[str, list]) -> str:
     else:
         lines = [f"  {k:<10}" + ", ".join(row) for k, row in cells.items()]
     scored = [(e, p) for e, p in zip(exp, pred, strict=True) if e is not None]
-    if scored:
+    if scored and not task.is_integer_valued:  # a continuous target (adding): how far off, not hits
+        lines.append(f"  mean absolute error {sum(abs(p - e) for e, p in scored) / len(scored):.3g}")
+    elif scored:
         hits = sum(round(p) == e for e, p in scored)
         lines.append(f"  {hits}/{len(scored)} predictions match the expected values (rounded)")
     elif task.transform == "next":

@@ -49,13 +49,14 @@ def test_its_rules_and_predict_input_live_with_it():
 
 
 def test_predict_sums_the_marked_values(cfg_factory):
-    from predict import parse_values, predict
+    from predict import parse_values, predict, report
     from src.run import build_net, validate
 
     task, net_kwargs, _ = validate(cfg_factory("task=adding", "task.length=3"))
     values = parse_values(task, "0.5 1 0.2 0 0.25 1".split())
     result = predict(task, build_net(task, net_kwargs).eval(), values)
     assert result["expected"] == [0.75] and len(result["predicted"]) == 1
+    assert "mean absolute error" in report(task, result)  # not "hits" of a rounded continuous value
 
 
 def test_an_lstm_beats_the_baseline_at_t10(cfg_factory):
