@@ -119,6 +119,8 @@ def status_reason(run_dir: Path) -> str:
 def parse_values(task: Task, words: list[str]) -> list[float] | list[int]:
     """The typed window, checked against the task: integers in the vocabulary for uniform streams,
     any numbers for arithmetic; exactly `context` of them for window framing."""
+    if hasattr(task, "parse"):  # a task family reads its own input (src/datamodules/tasks/)
+        return task.parse(words)
     values = []
     low, high = task.value_range
     for w in words:
@@ -128,7 +130,7 @@ def parse_values(task: Task, words: list[str]) -> list[float] | list[int]:
             raise ConfigError(f"input value {w!r} is not a number.") from None
         if not math.isfinite(v):
             raise ConfigError(f"input value {w!r} is not a finite number.")
-        if task.stream == "uniform" and (not v.is_integer() or not 0 <= v < task.vocab):
+        if task.stream != "arithmetic" and (not v.is_integer() or not 0 <= v < task.vocab):
             raise ConfigError(
                 f"input value {w!r} is outside the vocabulary of task {task.name}; use integers in [0, {task.vocab - 1}]."
             )
@@ -158,18 +160,20 @@ def predict(task: Task, net: Any, values: list) -> dict[str, list]:
 
     from src.datamodules.generate import label_targets, window_targets
 
-    floats = any(isinstance(v, float) for v in values)
+    floats = any(not isinstance(v, int) for v in values)  # floats, or a family's feature vectors
     x = torch.tensor([values], dtype=torch.float32 if floats else torch.long)
     if task.framing == "label":
-        net.out_len = x.shape[1]  # a target at every typed step, however many were typed
         _, y, mask = label_targets(task, x)
+        expected = [v if m else None for v, m in zip(y[0].tolist(), mask[0].tolist(), strict=True)]
+    elif hasattr(task, "targets"):  # a task family (src/datamodules/tasks/)
+        y, mask = task.targets(x)
         expected = [v if m else None for v, m in zip(y[0].tolist(), mask[0].tolist(), strict=True)]
     elif task.transform == "next" and any(b - a != task.step for a, b in zip(values, values[1:], strict=False)):
         expected = [None]
     else:
         expected = window_targets(task, x)[0].tolist()
-    with torch.no_grad():
-        out, _ = net(x)
+    with torch.no_grad():  # label framing: a target at every typed step, however many were typed
+        out, _ = net(x, out_len=x.shape[1] if task.framing == "label" else None)
     if task.objective == "regression":
         predicted = [round(v, 2) for v in (out.squeeze(-1) * task.scale)[0].tolist()]
     else:
@@ -188,7 +192,9 @@ def report(task: Task, result: dict[str, list]) -> str:
     else:
         lines = [f"  {k:<10}" + ", ".join(row) for k, row in cells.items()]
     scored = [(e, p) for e, p in zip(exp, pred, strict=True) if e is not None]
-    if scored:
+    if scored and not task.is_integer_valued:  # a continuous target (adding): how far off, not hits
+        lines.append(f"  mean absolute error {sum(abs(p - e) for e, p in scored) / len(scored):.3g}")
+    elif scored:
         hits = sum(round(p) == e for e, p in scored)
         lines.append(f"  {hits}/{len(scored)} predictions match the expected values (rounded)")
     elif task.transform == "next":

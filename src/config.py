@@ -16,8 +16,9 @@ FRAMINGS = ("window", "label")
 TRANSFORMS = ("identity", "invert", "next")
 ENCODINGS = ("onehot", "embedding", "scalar")
 OBJECTIVES = ("classification", "regression")
-CELLS = ("rnn", "lstm", "gru")
-TOPOLOGIES = ("auto", "last", "aligned", "encdec")
+CELLS = ("rnn", "lstm", "gru", "lru", "mingru")  # src.models.cells.CELLS: a test keeps them equal
+TOPOLOGIES = ("auto", "last", "aligned", "encdec", "attention", "vector", "one_to_one")  # + src.models.topologies
+ATTENTION_SCORES = ("dot", "general")
 INITS = ("keras", "torch")
 
 
@@ -80,6 +81,11 @@ class Task:
         return self.vocab
 
     @property
+    def features(self) -> int:
+        """Input features per step for encoding=features (a task family's real-valued inputs)."""
+        return 1
+
+    @property
     def is_integer_valued(self) -> bool:
         """Targets are integers, so accuracy and exact match are defined for any objective."""
         return True
@@ -107,6 +113,10 @@ def check_known_keys(node: str, given: dict, known: set[str]) -> None:
 def make_task(task: Any, tbptt: int = 1) -> Task:
     """Validate the `task` config node and freeze it. `tbptt` fills a null `task.chunk`."""
     g = dict(task)
+    if "family" in g:  # a task that is a unit of its own: its file checks it (src/datamodules/tasks/)
+        from src.datamodules.tasks import FAMILIES
+
+        return FAMILIES[_choice("task.family", g["family"], tuple(FAMILIES))].from_config(g)
     check_known_keys("task", g, {f.name for f in dataclasses.fields(Task)})
     stream = _choice("task.stream", g.get("stream", "uniform"), STREAMS)
     framing = _choice("task.framing", g.get("framing", "window"), FRAMINGS)
@@ -239,6 +249,12 @@ def resolve_topology(topology: str, task: Task) -> str:
             f"model.topology='last' cannot emit task.out_len={task.out_len} targets (one head on the final "
             "state gives one); use topology=aligned or encdec."
         )
+    if topology in ("vector", "one_to_one") and task.framing == "label":
+        raise ConfigError(
+            f"model.topology={topology!r} is not allowed with task.framing=label: its readout emits a block of "
+            "fixed size from a whole window, while label framing reads a target at every step of any length; "
+            "use topology=aligned."
+        )
     return topology
 
 
@@ -255,6 +271,13 @@ def check_model(model: Any, task: Task) -> dict[str, Any]:
     topology = resolve_topology(m.get("topology", "auto"), task)
     if task.encoding == "embedding" and task.stream != "uniform":
         raise ConfigError("task.encoding='embedding' needs a uniform stream with a vocabulary; use scalar.")
+    if "attention" in m and topology != "attention":
+        raise ConfigError(
+            f"model.attention={m['attention']!r} only applies to model.topology=attention, so it would be "
+            f"ignored with topology={topology!r}; remove it or use model=attention."
+        )
+    if topology == "attention":
+        m["attention"] = _choice("model.attention", m.get("attention", "general"), ATTENTION_SCORES)
     m["topology"] = topology
     return m
 

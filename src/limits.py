@@ -18,7 +18,7 @@ from typing import Any
 
 from src.config import ConfigError, Task
 
-GATES = {"rnn": 1, "gru": 3, "lstm": 4}
+GATES = {"rnn": 1, "gru": 3, "lstm": 4, "lru": 3, "mingru": 2}  # lru, mingru: weight matrices per layer, roughly
 GB = 1024**3
 # Environment variables by which Lightning's cluster environments (plain torchrun/launch with
 # MASTER_ADDR + NODE_RANK, SLURM, TorchElastic, LSF, Kubeflow) tell a process where it runs.
@@ -56,9 +56,11 @@ def memory_estimate(task: Task, net: dict[str, Any], data: dict[str, Any], world
     'activations'}. net: the checked model node (cell, hidden, layers, topology, embedding_dim)."""
     f32, i64 = 4, 8
     gates, hidden, layers = GATES[net["cell"]], net["hidden"], net.get("layers", 1)
-    width = {"onehot": task.vocab, "embedding": net.get("embedding_dim", 16), "scalar": 1}[task.encoding]
+    width = {"onehot": task.vocab, "embedding": net.get("embedding_dim", 16), "scalar": 1, "features": task.features}[
+        task.encoding
+    ]
     n_out = 1 if task.objective == "regression" else task.vocab
-    encdec = net["topology"] == "encdec"
+    encdec = net["topology"] in ("encdec", "attention")  # a decoder as large as the encoder
 
     def sample_bytes(steps: int, rows: int) -> int:
         """Integer inputs, targets, mask of `rows` samples of `steps` observations."""

@@ -75,6 +75,8 @@ def label_targets(task: Task, x: torch.Tensor) -> Batch:
 
 def make_batch(task: Task, gen: torch.Generator, batch: int) -> Batch:
     """One batch of independent samples for a stateless task (window or label framing)."""
+    if hasattr(task, "batch"):  # a task family generates its own (src/datamodules/tasks/)
+        return task.batch(gen, batch)
     if task.framing == "window":
         return frame_windows(task, gen, batch)
     return label_targets(task, uniform(gen, (batch, task.context), task.vocab))

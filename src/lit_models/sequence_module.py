@@ -28,7 +28,10 @@ def chance_levels(task: Task, y: torch.Tensor, mask: torch.Tensor) -> Metrics:
     classification: uniform guessing over the vocabulary (loss ln V, acc 1/V, exact V^-K);
     regression: always predicting the mean target of the set (mse = variance of the scaled target;
     its predictions have that mean and std 0, the collapse a regression model can fall into).
+    A task family states its own (src/datamodules/tasks/).
     """
+    if hasattr(task, "chance"):
+        return task.chance()
     if task.objective == "classification":
         k = mask[0].sum().item()
         return {"loss": math.log(task.vocab), "acc": 1 / task.vocab, "exact": task.vocab**-k}
@@ -85,7 +88,10 @@ class SequenceModule(pl.LightningModule):
         return self.net(x, state)
 
     def loss(self, out: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """out (batch, K, n_out), y and mask (batch, K): mean over the targets that count."""
+        """out (batch, K, n_out), y and mask (batch, K): mean over the targets that count (over
+        every step for a task whose loss is defined so, e.g. copy_memory; its metrics keep the mask)."""
+        if getattr(self.task, "loss_on_every_step", False):
+            mask = torch.ones_like(mask)
         if self.regression:
             err = (out.squeeze(-1) - y / self.task.scale).pow(2) * mask
             return err.sum() / mask.sum().clamp(min=1)

@@ -1,4 +1,4 @@
-"""Plain recurrent networks: input encoder -> cell -> topology -> per-step head.
+"""Plain recurrent networks: input encoder -> topology (its cells and heads).
 
 They know shapes, not tasks: x (batch, time) integers in, (batch, out_len, n_out) out.
 """
@@ -9,50 +9,51 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
-State = torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None
+from src.models.cells import CELLS, State
+from src.models.topologies import TOPOLOGIES
 
 
 class InputEncoder(nn.Module):
-    """onehot: (b, t) -> (b, t, vocab); embedding: (b, t, dim); scalar: (b, t, 1) value / scale."""
+    """onehot: (b, t) -> (b, t, vocab); embedding: (b, t, dim); scalar: (b, t, 1) value / scale;
+    features: (b, t, features) real values, as they are."""
 
-    def __init__(self, encoding: str, vocab: int, embedding_dim: int, scale: float):
+    def __init__(self, encoding: str, vocab: int, embedding_dim: int, scale: float, features: int = 1):
         super().__init__()
         self.encoding, self.vocab, self.scale = encoding, vocab, scale
         self.embed = nn.Embedding(vocab, embedding_dim) if encoding == "embedding" else None
-        self.size = {"onehot": vocab, "embedding": embedding_dim, "scalar": 1}[encoding]
+        self.size = {"onehot": vocab, "embedding": embedding_dim, "scalar": 1, "features": features}[encoding]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.encoding == "onehot":
             return F.one_hot(x, self.vocab).float()
         if self.encoding == "embedding":
             return self.embed(x)
+        if self.encoding == "features":
+            return x.float()
         return x.unsqueeze(-1).float() / self.scale
 
 
-def keras_init(module: nn.Module) -> None:
-    """Keras defaults the tutorial recipes assume: glorot-uniform input and dense weights,
-    orthogonal recurrent weights, zero biases, LSTM forget-gate bias 1 (unit_forget_bias)."""
-    for name, p in module.named_parameters():
-        if "weight_hh" in name:
-            gates = p.shape[0] // p.shape[1]  # 4 for LSTM, 3 for GRU, 1 for RNN: one block per gate
-            for block in p.data.chunk(gates, 0):
-                nn.init.orthogonal_(block)
-        elif "weight" in name and p.dim() == 2 and not name.startswith("encoder.embed"):
-            nn.init.xavier_uniform_(p)
-        elif "bias" in name:
-            nn.init.zeros_(p)
-    for rnn in (m for m in module.modules() if isinstance(m, nn.LSTM)):
-        for name, p in rnn.named_parameters():
-            if name.startswith("bias_ih"):  # gate order i, f, g, o; b_hh stays 0 so the sum is 1
-                n = p.shape[0] // 4
-                p.data[n : 2 * n] = 1.0
+def init_weights(module: nn.Module, scheme: str) -> None:
+    """Initialise every part in the order it was built: a cell by its own `init_weights`, a linear
+    layer outside the cells Keras' way (glorot-uniform weights, zero biases) for scheme `keras`.
+    Run once the whole network is built (not in each part's constructor), so the random draws come
+    in the same order for every topology and a seed gives the weights it always gave."""
+    for child in module.children():
+        if callable(getattr(child, "init_weights", None)):
+            child.init_weights(scheme)
+        elif isinstance(child, nn.Linear):
+            if scheme == "keras":
+                nn.init.xavier_uniform_(child.weight)
+                if child.bias is not None:
+                    nn.init.zeros_(child.bias)
+        else:
+            init_weights(child, scheme)
 
 
 class RecurrentNet(nn.Module):
-    """Topologies (design.md): `last` (head on the final state, out_len 1), `aligned` (head on every
-    step, outputs read at the last out_len steps), `encdec` (the encoder's final output repeated
-    out_len times feeds a decoder, then the per-step head: Keras' RepeatVector design)."""
+    """Input encoder -> topology (src/models/topologies.py) wiring cells (src/models/cells.py).
+    The task implies vocab, encoding, n_out, out_len, context, features and scale; the model config gives the
+    rest. `attention` (dot or general) is the score of topology `attention`."""
 
     def __init__(
         self,
@@ -64,33 +65,33 @@ class RecurrentNet(nn.Module):
         n_out: int,
         out_len: int,
         topology: str,
+        context: int = 1,
+        features: int = 1,
         layers: int = 1,
         dropout: float = 0.0,
         embedding_dim: int = 16,
         scale: float = 1.0,
         init: str = "keras",
+        attention: str | None = None,
     ):
         super().__init__()
-        self.topology, self.out_len, self.cell = topology, out_len, cell
-        self.encoder = InputEncoder(encoding, vocab, embedding_dim, scale)
-        rnn = CELLS[cell]
-        inter = dropout if layers > 1 else 0.0
-        self.rnn = rnn(self.encoder.size, hidden, num_layers=layers, dropout=inter, batch_first=True)
-        self.decoder = (
-            rnn(hidden, hidden, num_layers=layers, dropout=inter, batch_first=True) if topology == "encdec" else None
-        )
-        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
-        self.head = nn.Linear(hidden, n_out)
-        if init == "keras":
-            keras_init(self)
+        self.out_len, self.cell = out_len, cell
+        self.encoder = InputEncoder(encoding, vocab, embedding_dim, scale, features)
+        options = {"attention": attention} if attention else {}
+        self.topology = TOPOLOGIES[topology](
+            lambda size: CELLS[cell](size, hidden, layers, dropout),
+            self.encoder.size, hidden, n_out, out_len, context, dropout, **options,
+        )  # fmt: skip
+        init_weights(self, init)
+        # checkpoints written before topologies were modules name their parts rnn., decoder., head.
+        self._register_load_state_dict_pre_hook(_legacy_names)
 
-    def forward(self, x: torch.Tensor, state: State = None) -> tuple[torch.Tensor, State]:
-        """x: (batch, time) -> (batch, out_len, n_out), and the recurrent state after the last step."""
-        h, state = self.rnn(self.encoder(x), state)
-        if self.topology == "last":
-            h = h[:, -1:]
-        elif self.topology == "encdec":
-            h, _ = self.decoder(h[:, -1:].expand(-1, self.out_len, -1))
-        else:
-            h = h[:, -self.out_len :] if self.out_len < h.shape[1] else h
-        return self.head(self.dropout(h)), state
+    def forward(self, x: torch.Tensor, state: State = None, out_len: int | None = None) -> tuple[torch.Tensor, State]:
+        """x: (batch, time) -> (batch, out_len, n_out), and the recurrent state after the last step.
+        out_len: the targets to emit, if not the built `out_len` (a label-framing prediction)."""
+        return self.topology(self.encoder(x), state, out_len or self.out_len)
+
+
+def _legacy_names(state: dict, prefix: str, *args) -> None:
+    for key in [k for k in state if k.startswith((f"{prefix}rnn.", f"{prefix}decoder.", f"{prefix}head."))]:
+        state[f"{prefix}topology.{key.removeprefix(prefix)}"] = state.pop(key)
