@@ -132,7 +132,12 @@ def evaluate(cfg: Any, run_dir: Path, samples: int) -> tuple[dict[str, Any], lis
     )
     trainer.test(module, datamodule=dm, verbose=False)
     metrics = {k: float(v) for k, v in sorted(trainer.callback_metrics.items()) if k.startswith("test/")}
-    return {**metrics, "chance": chance}, sample_table(module, dm, samples), ckpt
+    from src.diagnostics import window_memory
+
+    x = dm.test_set[0].cpu()
+    symbols = task.vocab if task.encoding in ("onehot", "embedding") and not x.is_floating_point() else None
+    memory = window_memory(net, x, symbols)
+    return {**metrics, "chance": chance, "memory": memory}, sample_table(module, dm, samples), ckpt
 
 
 def trained_result(run_dir: Path) -> dict[str, Any]:
@@ -157,6 +162,16 @@ def summary(metrics: dict[str, Any], trained: dict[str, Any], rows: list[dict[st
                 f"  {name:<12}{fmt(metrics[f'test/{name}']):>12}{fmt(old) if old is not None else '-':>12}"
                 f"{fmt(chance) if chance is not None else '-':>12}"
             )
+    mem = metrics.get("memory")
+    if mem:
+        what = "accuracy" if mem["kind"] == "accuracy" else "r2"
+        lines += [
+            "",
+            f"  memory: a linear readout of the input k steps back from the encoder's state after the window's "
+            f"last step ({what}; chance {fmt(mem['chance'])})",
+            "  " + "  ".join(f"k={k}: {fmt(s)}" for k, s in zip(mem["delays"], mem["score"], strict=True)),
+            f"  capacity {mem['capacity']:.2f} of {len(mem['delays'])} steps (chance-corrected sum over k)",
+        ]
     return "\n".join(lines)
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch import nn
 
 
 def ridge_fit(x: torch.Tensor, y: torch.Tensor, alpha: float) -> torch.Tensor:
@@ -85,3 +86,29 @@ def memory_capacity(
         "kind": "r2" if vocab is None else "accuracy",
         "chance": chance,
     }
+
+
+def encoder_states(net: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
+    """The first (encoder) cell's output at every step, (batch, time, hidden), for a network built by
+    src/models (input encoder -> topology whose first cell is `rnn`); None for a topology that does
+    not read the window step by step (one_to_one)."""
+    from src.models.topologies import OneToOne
+
+    rnn = getattr(getattr(net, "topology", None), "rnn", None)
+    if rnn is None or isinstance(net.topology, OneToOne):
+        return None
+    with torch.no_grad():
+        return rnn(net.encoder(x), None)[0]
+
+
+def window_memory(net: nn.Module, x: torch.Tensor, vocab: int | None, max_delay: int = 32) -> dict[str, Any] | None:
+    """What the state after the last step of a window holds about each earlier input: a readout per
+    delay k = 0 .. min(time - 1, max_delay), scored at the final step. None where it does not apply
+    (a topology without a step-by-step encoder, inputs with several features per step)."""
+    if x.dim() != 2:
+        return None
+    states = encoder_states(net, x)
+    if states is None:
+        return None
+    k = min(x.shape[1] - 1, max_delay)
+    return memory_capacity(states, x, max_delay=k, vocab=vocab, burn_in=x.shape[1] - 1)

@@ -46,6 +46,12 @@ def test_as_trained_reproduces_the_runs_test_result_and_leaves_the_run_alone(run
     assert record["test/exact"] == trained["test/exact"] and record["test/loss"] == pytest.approx(trained["test/loss"])
     assert record["chance"]["exact"] == pytest.approx(0.01)
     assert "chance" in done.stdout and "run test" in done.stdout and str(folder) in done.stdout
+    # what the final state holds: trained to echo the value 1 step back, it holds that one (a linear
+    # readout recalls it), not the values 3 and 4 steps back (chance 1/vocab = 0.01)
+    memory = record["memory"]
+    assert memory["delays"] == [0, 1, 2, 3, 4] and memory["kind"] == "accuracy"
+    assert memory["score"][1] > 0.5 and max(memory["score"][3:]) < 0.1  # 250 windows fit 100 classes
+    assert "memory: a linear readout" in done.stdout
 
 
 def test_a_changed_lag_shows_what_the_network_did_not_learn(run: Path, tmp_path: Path) -> None:
