@@ -132,12 +132,16 @@ def evaluate(cfg: Any, run_dir: Path, samples: int) -> tuple[dict[str, Any], lis
     )
     trainer.test(module, datamodule=dm, verbose=False)
     metrics = {k: float(v) for k, v in sorted(trainer.callback_metrics.items()) if k.startswith("test/")}
-    from src.diagnostics import window_memory
+    from src.diagnostics import gradient_by_delay, timescales, window_memory
 
-    x = dm.test_set[0].cpu()
+    x, y, mask = (t.cpu() for t in dm.test_set)
     symbols = task.vocab if task.encoding in ("onehot", "embedding") and not x.is_floating_point() else None
-    memory = window_memory(net, x, symbols)
-    return {**metrics, "chance": chance, "memory": memory}, sample_table(module, dm, samples), ckpt
+    diagnostics = {
+        "memory": window_memory(net, x, symbols),
+        "timescales": timescales(net, x),
+        "gradient_by_delay": gradient_by_delay(net, x, module.loss, y, mask) if x.dim() == 2 else None,
+    }
+    return {**metrics, "chance": chance, **diagnostics}, sample_table(module, dm, samples), ckpt
 
 
 def trained_result(run_dir: Path) -> dict[str, Any]:
@@ -172,6 +176,19 @@ def summary(metrics: dict[str, Any], trained: dict[str, Any], rows: list[dict[st
             "  " + "  ".join(f"k={k}: {fmt(s)}" for k, s in zip(mem["delays"], mem["score"], strict=True)),
             f"  capacity {mem['capacity']:.2f} of {len(mem['delays'])} steps (chance-corrected sum over k)",
         ]
+    ts = metrics.get("timescales")
+    if ts:
+        lines.append(
+            f"  timescales ({ts['kind']}, first layer, {ts['units']} units): retention median {fmt(ts['retention_median'])}, "
+            f"p90 {fmt(ts['retention_p90'])}; -1/ln(retention) median {fmt(ts['timescale_median'])} steps, "
+            f"p90 {fmt(ts['timescale_p90'])}"
+        )
+    grads = metrics.get("gradient_by_delay")
+    if grads:
+        top = max(grads) or 1.0
+        lines.append(
+            "  ||dL/d input k steps back|| / max: " + "  ".join(f"k={k}: {g / top:.2g}" for k, g in enumerate(grads))
+        )
     return "\n".join(lines)
 
 

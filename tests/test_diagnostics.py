@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from src.diagnostics import memory_capacity
+from src.diagnostics import memory_capacity, timescales
 
 
 def linear_states(a: torch.Tensor, b: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -83,3 +83,65 @@ def test_symbols_held_one_hot_count_one_per_remembered_step() -> None:
 def test_too_short_sequences_are_refused() -> None:
     with pytest.raises(ValueError, match="leave nothing to score"):
         memory_capacity(torch.zeros(4, 5, 3), torch.zeros(4, 5), max_delay=5)
+
+
+def _net(cell: str, hidden: int = 8, **kw):
+    from src.models.recurrent import RecurrentNet
+
+    return RecurrentNet(
+        cell, hidden, vocab=10, encoding="onehot", n_out=10, out_len=1, topology="last", context=6, **kw
+    )
+
+
+def _x() -> torch.Tensor:
+    return torch.randint(0, 10, (64, 6), generator=torch.Generator().manual_seed(2))
+
+
+@pytest.mark.parametrize(("bias", "low", "high"), [(12.0, 0.999, 1.0), (-12.0, 0.0, 0.001)])
+def test_an_lstm_forget_gate_held_open_or_shut_sets_its_timescale(bias: float, low: float, high: float) -> None:
+    net = _net("lstm")
+    with torch.no_grad():
+        n = net.topology.rnn.hidden_size
+        for name in ("weight_ih_l0", "weight_hh_l0"):
+            getattr(net.topology.rnn, name)[n : 2 * n] = 0.0  # the forget gate sees nothing but its bias
+        net.topology.rnn.bias_ih_l0[n : 2 * n] = bias
+        net.topology.rnn.bias_hh_l0[n : 2 * n] = 0.0
+    ts = timescales(net, _x())
+    assert ts["kind"] == "forget gate" and low <= ts["retention_median"] <= high
+    expected = -1 / torch.log(torch.sigmoid(torch.tensor(bias, dtype=torch.float64))).item()
+    assert ts["timescale_median"] == pytest.approx(expected, rel=0.05)  # float32 gates: 1 - a ~ 6e-6
+
+
+def test_lru_eigenvalues_and_rnn_spectral_radius() -> None:
+    lru = _net("lru")
+    layer = lru.topology.rnn.blocks[0].recurrence
+    with torch.no_grad():
+        layer.nu_log.fill_(torch.log(-torch.log(torch.tensor(0.9))))  # |lambda| = exp(-exp(nu)) = 0.9
+    ts = timescales(lru, _x())
+    assert ts["kind"] == "|lambda|" and ts["retention_median"] == pytest.approx(0.9, rel=1e-5)
+    assert ts["timescale_median"] == pytest.approx(-1 / torch.log(torch.tensor(0.9)).item(), rel=1e-4)
+    rnn = _net("rnn")
+    with torch.no_grad():
+        rnn.topology.rnn.weight_hh_l0.copy_(0.5 * torch.eye(8))
+    assert timescales(rnn, _x())["retention_median"] == pytest.approx(0.5, rel=1e-5)
+
+
+def test_without_recurrence_the_gradient_reaches_only_the_last_step() -> None:
+    """An Elman net with a zero recurrent matrix: the loss at the last step depends on the last
+    input only, so the gradient with respect to every earlier input is exactly zero."""
+    from src.diagnostics import gradient_by_delay
+
+    net = _net("rnn")
+    with torch.no_grad():
+        net.topology.rnn.weight_hh_l0.zero_()
+    x = _x()
+    y, mask = x[:, -1:], torch.ones(64, 1, dtype=torch.bool)
+
+    def loss(out, y, mask):
+        return torch.nn.functional.cross_entropy(out.flatten(0, 1), y.flatten())
+
+    grads = gradient_by_delay(net, x, loss, y, mask)
+    assert len(grads) == 6 and grads[0] > 0 and grads[1:] == [0.0] * 5
+    with torch.no_grad():
+        net.topology.rnn.weight_hh_l0.copy_(0.9 * torch.eye(8))
+    assert all(g > 0 for g in gradient_by_delay(net, x, loss, y, mask))  # with memory it reaches back
