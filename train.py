@@ -28,8 +28,10 @@ OmegaConf.register_new_resolver("uid", lambda: secrets.token_hex(3), use_cache=T
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     from src.config import ConfigError
-    from src.launch import RunFailed, RunInterrupted, ddp_job, is_primary, remove_fresh_run_dir
+    from src.launch import RunFailed, RunInterrupted, ddp_job, is_primary, remove_fresh_run_dir, resumed_config
     from src.run import record_failure, train
+
+    cfg = resumed_config(cfg)  # a resume trains the run's saved config
 
     # DDP ranks > 0 stop with rank 0 (the stop is agreed across ranks), which reports it; exiting 0
     # keeps Lightning's process observer from killing rank 0 before it has written metrics.json.

@@ -67,6 +67,12 @@ class TensorBoardLogger(_TensorBoardLogger):
     def log_hyperparams(self, params: Any, metrics: Any = None, step: int | None = None) -> None:
         self.hparams.update(dict(params))  # hparams.yaml only
 
+    def resume_at(self, step: int) -> None:
+        """A resumed run logs again from its checkpoint's step: TensorBoard drops the killed
+        process's points at steps >= step (SummaryWriter's purge_step), so no step is shown twice.
+        Called before the first point is written (the writer is made at first use)."""
+        self._kwargs["purge_step"] = step
+
 
 def wandb_logged_in() -> bool:
     """True when the user has logged in to W&B: WANDB_API_KEY set, or a netrc entry for api.wandb.ai."""

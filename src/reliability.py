@@ -19,6 +19,8 @@ import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from src import signals
+from src.checks import checksum, verify_checksum
+from src.config import ConfigError
 from src.launch import RunFailed, RunInterrupted
 
 
@@ -32,12 +34,13 @@ class StopRequested(BaseException):
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Write `<path>.tmp` beside the target, fsync, rename.
+    """Write `<path>.tmp` beside the target, fsync, rename; then `<path>.sha256`, checked on load.
 
     Lightning 2.6 stages a checkpoint in the system temp folder and moves it into place; across
     filesystems that move is a copy into the open target, so a kill or a full disk during the copy
     truncates last.ckpt and the previous good one is lost. A rename within one folder is atomic:
     the target is either the old checkpoint or the new one, and a failed write leaves the old one.
+    The checksum catches what a rename cannot: a file damaged later (garbage, truncation).
     """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
@@ -49,11 +52,37 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 torch.save(checkpoint, f)
                 f.flush()
                 os.fsync(f.fileno())
+            digest = checksum(tmp)
             os.replace(tmp, path)
-        except OSError as err:
+            sums = path.with_name(path.name + ".sha256")
+            sums_tmp = sums.with_name(sums.name + ".tmp")
+            sums_tmp.write_text(f"{digest}  {path.name}\n")
+            os.replace(sums_tmp, sums)
+        except BaseException as err:
             tmp.unlink(missing_ok=True)  # free the space a partial file holds
+            # torch.save reports a failed write as a RuntimeError with the OSError as its context
+            os_err = err if isinstance(err, OSError) else err.__cause__ or err.__context__
+            if not isinstance(os_err, OSError):
+                raise
             # write() errors carry no file name; name the checkpoint so the message can
-            raise OSError(err.errno, err.strerror, str(path)) from err
+            raise OSError(os_err.errno, os_err.strerror, str(path)) from err
+
+    def load_checkpoint(self, path: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        try:
+            verify_checksum(Path(path))
+        except ConfigError as err:
+            raise RunFailed(str(err)) from err
+        return super().load_checkpoint(path, *args, **kwargs)
+
+
+def good(path: Path) -> bool:
+    """A checkpoint that matches its checksum and holds finite weights only."""
+    try:
+        verify_checksum(path)
+        state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+    except Exception:
+        return False
+    return all(torch.isfinite(t).all() for t in state.values() if t.is_floating_point())
 
 
 class RunGuard(pl.Callback):
@@ -88,7 +117,7 @@ class RunGuard(pl.Callback):
             bad, stop = trainer.strategy.reduce(flags, reduce_op="sum").tolist()
         if bad:
             last = self.ckpt_dir / "last.ckpt"
-            keep = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was saved before it"
+            keep = f"the last good checkpoint is {last}" if good(last) else "no good checkpoint was saved before it"
             raise NonFiniteLoss(
                 f"train/loss became {float(loss.detach()):.4g} at step {trainer.global_step} (batch "
                 f"{trainer.fit_loop.epoch_loop.batch_progress.total.ready - 1}); the run stopped before the "

@@ -261,9 +261,23 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     )
     signals.disown(trainer)  # SIGINT/SIGTERM stay with src.signals
     if ckpt_path is not None:
-        check_checkpoint(ckpt_path, module)
+        resumed_step = check_checkpoint(ckpt_path, module)["global_step"]
+        for lg in loggers:
+            if hasattr(lg, "resume_at"):
+                lg.resume_at(resumed_step)
+    if cfg.get("init_from") is not None:  # a new run from trained weights: fresh optimizer, step 0
+        init = Path(str(cfg.init_from))
+        if ckpt_path is not None or not init.is_file():
+            raise ConfigError(
+                f"init_from={init} must be a checkpoint file, and is for a new run, so not with ckpt_path; "
+                "use ckpt_path to continue a run, init_from to start a new one from its weights."
+            )
+        module.load_state_dict(check_checkpoint(init, module, key="init_from")["state_dict"])
     out_dir.mkdir(parents=True, exist_ok=True)  # only now: bad input above leaves nothing behind
     keep_log(out_dir)
+    from src.launch import note_resume
+
+    note_resume(out_dir)  # a resume that passed every check: <run>/.hydra/resumes.yaml
 
     # Every stop from here on (a signal in any phase, a failed write, a NaN) is recorded in
     # metrics.json by stop_report; a second signal (SignalStop) lands here from wherever it hit.
