@@ -337,7 +337,7 @@ def check_ckpt_path(ckpt: str | None, out_dir: Path) -> Path | None:
     if path.parent.name == "checkpoints" and run_status(run_dir) == "completed":
         raise ConfigError(
             f"ckpt_path={ckpt} belongs to a completed run ({run_dir / 'metrics.json'}); there is nothing to "
-            "resume, start a new run instead."
+            f"resume; to train it further, start a new run from its weights with init_from={ckpt}."
         )
     return path
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import signal
 import socket
+import subprocess
 import time
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import torch
 from omegaconf import OmegaConf
 
 from src.checks import checksum
+from src.launch import RunFailed
 from src.run import train
 from tests.conftest import FAST, ROOT, make_cfg, run_cli
 from tests.run_helpers import read_metrics, snapshot, start_cli, wait_for_file
@@ -229,6 +231,18 @@ def test_a_checkpoint_older_than_last_is_refused_and_init_from_starts_a_new_run(
 
 
 # -- TensorBoard after a resume ----------------------------------------------------------------
+def raw_steps(tb: Path, tag: str) -> list[int]:
+    """The steps of every point of tag in the event files, as written."""
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    return [
+        ev.step
+        for f in sorted(tb.glob("events.*"))
+        for ev in EventFileLoader(str(f)).Load()
+        if any(v.tag == tag for v in ev.summary.value)
+    ]
+
+
 def test_a_resumed_run_shows_every_step_once_in_tensorboard(tmp_path):
     from tests.test_tensorboard_view import TensorBoard
 
@@ -240,22 +254,103 @@ def test_a_resumed_run_shows_every_step_once_in_tensorboard(tmp_path):
     ]  # fmt: skip
     whole = run_cli(*overrides, f"hydra.run.dir={tmp_path / 'whole'}", cwd=tmp_path)
     assert whole.returncode == 0, whole.stderr
-    proc = start_cli(*overrides, cwd=tmp_path)
-    last = wait_for_file("outputs/runs/*/checkpoints/last.ckpt.sha256", tmp_path, proc)
-    time.sleep(1.0)  # more points logged after the checkpoint, which the resume logs again
+    proc = start_cli(*overrides, "+logger.tensorboard.flush_secs=0.2", cwd=tmp_path)
+    last = wait_for_file("outputs/runs/*/checkpoints/last.ckpt.sha256", tmp_path, proc).with_suffix("")
+    # kill once the events on disk go past the checkpoint: points the resume logs again
+    run = last.parent.parent
+
+    def step() -> float:  # of last.ckpt; inf while a save replaces it
+        try:
+            return torch.load(last, map_location="cpu", weights_only=False)["global_step"]
+        except Exception:
+            return float("inf")
+
+    # Frozen while looking, so the kill lands on what was seen: points on disk past the checkpoint,
+    # which the resume logs again (the Python loader shows both copies unless purge_step says so).
+    while True:
+        proc.send_signal(signal.SIGSTOP)
+        if max(raw_steps(run / "tb", "train/loss"), default=0) > step():
+            break
+        proc.send_signal(signal.SIGCONT)
+        assert proc.poll() is None
+        time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
     proc.communicate()
-    run = last.parent.parent
+    assert max(raw_steps(run / "tb", "train/loss")) > step()
     res = run_cli("ckpt_path=last", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
 
-    board = TensorBoard(tmp_path, "auto")  # what `tensorboard --logdir` serves a user
     resumed_tb = f"outputs/runs/{run.name}/tb"
+    for load_fast in ("auto", "false"):  # the Rust data server a user gets, and the Python loader
+        board = TensorBoard(tmp_path, load_fast)
+        try:
+            board.wait_loaded({"whole/tb", resumed_tb})
+            for tag in ("train/loss", "val/exact"):
+                expected = [s for s, _ in board.scalars("whole/tb", tag)]
+                assert [s for s, _ in board.scalars(resumed_tb, tag)] == expected, (load_fast, tag)
+                assert len(set(expected)) == len(expected) > 5
+        finally:
+            board.stop()
+
+
+# -- every stop recorded -----------------------------------------------------------------------
+def test_a_full_disk_during_a_checkpoint_write_fails_cleanly_and_keeps_the_last_checkpoint(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    # a real full filesystem: room for one checkpoint (~440 kB), not for its replacement beside it
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=700k", "tmpfs", str(run)], capture_output=True).returncode:
+        pytest.skip("mounting a small tmpfs needs root")
     try:
-        board.wait_loaded({"whole/tb", resumed_tb})
-        for tag in ("train/loss", "val/exact"):
-            expected = [s for s, _ in board.scalars("whole/tb", tag)]
-            assert [s for s, _ in board.scalars(resumed_tb, tag)] == expected, tag
-            assert len(set(expected)) == len(expected) > 5
+        cfg = make_cfg(
+            tmp_path, "hardware.threads=1", "callbacks.target_reached.target=null", "callbacks.model_checkpoint=null",
+            "trainer.max_steps=40", "trainer.val_check_interval=40", "callbacks.last_checkpoint.every_n_train_steps=5",
+        )  # fmt: skip
+        with pytest.raises(RunFailed) as err:
+            train(cfg)
+        last = run / "checkpoints" / "last.ckpt"
+        assert str(err.value) == (
+            f"writing {last} failed: No space left on device (errno 28); free space or point paths.output_dir at "
+            f"a writable disk; the last complete checkpoint is {last}."
+        )
+        assert read_metrics(run) == {"status": "failed", "error": str(err.value), "step": 10, "checkpoint": str(last)}
+        assert torch.load(last, map_location="cpu", weights_only=False)["global_step"] == 5  # the previous one, whole
+        assert (run / "checkpoints" / "last.ckpt.sha256").read_text().split()[0] == checksum(last)
+        assert not list(run.rglob("*.tmp"))
     finally:
-        board.stop()
+        subprocess.run(["umount", str(run)], check=True)
+
+
+class CrashIn(pl.Callback):
+    """Raises in the phase it is given, as a bug there would."""
+
+    def __init__(self, phase: str):
+        self.phase = phase
+
+    def on_validation_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.phase == "validation":
+            raise RuntimeError("a bug in validation")
+
+    def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.phase == "test":
+            raise RuntimeError("a bug in test")
+
+
+@pytest.mark.parametrize("phase", ["validation", "test"])
+def test_a_crash_in_validation_or_test_is_recorded_failed(tmp_path, phase):
+    res = run_cli(
+        *LONG, "trainer.max_steps=40", "+callbacks.crash._target_=tests.test_integrity.CrashIn",
+        f"+callbacks.crash.phase={phase}", f"hydra.run.dir={tmp_path / 'run'}", cwd=tmp_path,
+    )  # fmt: skip
+    assert res.returncode == 1 and f"RuntimeError: a bug in {phase}" in res.stderr
+    assert read_metrics(tmp_path / "run") == {"status": "failed", "error": f"RuntimeError: a bug in {phase}"}
+
+
+def test_sigterm_ends_a_sweep_with_143_and_starts_no_further_job(tmp_path):
+    sweep = tmp_path / "sweep"
+    proc = start_cli("-m", *LONG, "seed=0,1,2", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    last = wait_for_file("sweep/*/checkpoints/last.ckpt", tmp_path, proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert read_metrics(last.parent.parent)["status"] == "interrupted"
+    assert [p.name for p in sweep.iterdir() if p.is_dir() and not p.name.startswith(".")] == [last.parent.parent.name]
