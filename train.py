@@ -102,7 +102,7 @@ if __name__ == "__main__":
             print(f"error: {err}", file=sys.stderr)
             sys.exit(2)
         main()
-        signals.check()  # a signal after the run was recorded: still not exit 0
+        signals.finish()  # a signal after the run was recorded: still not exit 0
     except signals.SignalStop as stop:
         record_interrupt(stop.signum)
         print(f"interrupted: {stop}", file=sys.stderr)

@@ -62,6 +62,15 @@ def check() -> None:
         raise SignalStop(_received[0])
 
 
+def finish() -> None:
+    """At the very end of a run that completed: signals from now on are ignored (Python would
+    restore the default handlers while it shuts down, and a late SIGTERM would kill the exiting
+    process); one that arrived before still ends it with `SignalStop`."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
+    check()
+
+
 def disown(trainer: Any) -> None:
     """Keep Lightning's signal connector from installing its SIGTERM handler for this trainer's
     fit/test, so the signal stays with `install`'s handler."""

@@ -3,6 +3,7 @@ every phase of a run; the real CLI, as a cluster scheduler would send it."""
 
 from __future__ import annotations
 
+import random
 import shutil
 import signal
 import socket
@@ -19,7 +20,7 @@ from src.checks import checksum
 from src.launch import RunFailed
 from src.run import train
 from tests.conftest import FAST, ROOT, make_cfg, run_cli
-from tests.run_helpers import read_metrics, snapshot, start_cli, wait_for_file
+from tests.run_helpers import comparable, read_metrics, snapshot, start_cli, wait_for_file
 
 # 120 steps, a validation every 40, last.ckpt every 10 steps: a few seconds of training
 BUDGET = [
@@ -354,3 +355,39 @@ def test_sigterm_ends_a_sweep_with_143_and_starts_no_further_job(tmp_path):
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert read_metrics(last.parent.parent)["status"] == "interrupted"
     assert [p.name for p in sweep.iterdir() if p.is_dir() and not p.name.startswith(".")] == [last.parent.parent.name]
+
+
+@pytest.mark.slow(reason="10 interrupted runs and their resumes, ~3 min")
+def test_sigterm_at_ten_random_moments_then_resume_ends_like_an_uninterrupted_run(tmp_path):
+    overrides = [*(o for o in BUDGET if not o.startswith(("+callbacks", "trainer.max_steps"))), "trainer.max_steps=800"]
+    started = time.monotonic()
+    whole = run_cli(*overrides, f"hydra.run.dir={tmp_path / 'whole'}", cwd=tmp_path)
+    duration = time.monotonic() - started
+    assert whole.returncode == 0, whole.stderr
+    expected = comparable(read_metrics(tmp_path / "whole"))
+    rng = random.Random(0)
+    resumed = 0
+    for i in range(10):
+        cwd = tmp_path / str(i)
+        cwd.mkdir()
+        proc = start_cli(*overrides, cwd=cwd)
+        time.sleep(rng.uniform(0.2, duration))  # start-up, training, validation, checkpoint writes, test
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+        if proc.returncode == -signal.SIGTERM:  # before Python ran train.py's first line: nothing made
+            assert not (cwd / "outputs").exists()
+            continue
+        (run,) = (cwd / "outputs" / "runs").iterdir()
+        if proc.returncode == 0:  # finished before the signal
+            assert read_metrics(run)["status"] == "completed"
+            continue
+        assert proc.returncode == 128 + signal.SIGTERM, err
+        metrics = read_metrics(run)
+        assert metrics["status"] == "interrupted", metrics
+        if metrics["checkpoint"] is None:  # stopped before the first checkpoint: nothing to resume
+            continue
+        res = run_cli("ckpt_path=last", cwd=cwd)
+        assert res.returncode == 0, res.stderr
+        assert comparable(read_metrics(run)) == expected, i
+        resumed += 1
+    assert resumed >= 3  # most moments fall inside training
