@@ -7,11 +7,18 @@ answer at once. Exit codes: 0 done, 1 the run failed (message on stderr, metrics
 
 from __future__ import annotations
 
-import secrets
 import sys
 
-import hydra
-from omegaconf import DictConfig, OmegaConf
+if __name__ == "__main__":  # first of all: from here on a signal ends the process 128 + its number
+    from src import signals
+
+    signals.install()
+
+import secrets  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import hydra  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 # A random suffix keeps two runs started in the same second in separate folders; cached so every
 # reference within one process resolves to the same value.
@@ -21,8 +28,10 @@ OmegaConf.register_new_resolver("uid", lambda: secrets.token_hex(3), use_cache=T
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
     from src.config import ConfigError
-    from src.launch import RunFailed, RunInterrupted, ddp_job, is_primary, remove_fresh_run_dir
+    from src.launch import RunFailed, RunInterrupted, ddp_job, is_primary, remove_fresh_run_dir, resumed_config
     from src.run import record_failure, train
+
+    cfg = resumed_config(cfg)  # a resume trains the run's saved config
 
     # DDP ranks > 0 stop with rank 0 (the stop is agreed across ranks), which reports it; exiting 0
     # keeps Lightning's process observer from killing rank 0 before it has written metrics.json.
@@ -56,14 +65,45 @@ def main(cfg: DictConfig) -> float | None:
     return metrics.get(cfg.optimized_metric)
 
 
+def record_interrupt(signum: int) -> None:
+    """A signal that stopped the process outside `train`'s own record (start-up before `train`,
+    or a signal after metrics.json was written): the run folder Hydra made says `interrupted`,
+    unless its metrics.json already has a status (a completed run stays completed)."""
+    import signal
+
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return  # before Hydra chose a run folder: nothing to record
+    from src.checks import run_status
+    from src.launch import is_primary
+    from src.run import write_json
+
+    out_dir = Path(str(HydraConfig.get().runtime.output_dir))
+    if not is_primary() or not out_dir.is_dir() or run_status(out_dir) is not None:
+        return
+    last = out_dir / "checkpoints" / "last.ckpt"
+    record = {"status": "interrupted", "signal": signal.Signals(signum).name, "step": None}
+    try:
+        write_json(out_dir / "metrics.json", {**record, "checkpoint": str(last) if last.exists() else None})
+    except OSError:
+        pass
+
+
 if __name__ == "__main__":
     from src.config import ConfigError
     from src.launch import check_plugins, resume_argv
 
-    try:  # before Hydra, which would otherwise create a new run folder for a resume
-        check_plugins(sys.argv)
-        sys.argv = resume_argv(sys.argv)
-    except ConfigError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
-    main()
+    try:
+        try:  # before Hydra, which would otherwise create a new run folder for a resume
+            check_plugins(sys.argv)
+            sys.argv = resume_argv(sys.argv)
+        except ConfigError as err:
+            print(f"error: {err}", file=sys.stderr)
+            sys.exit(2)
+        main()
+        signals.finish()  # a signal after the run was recorded: still not exit 0
+    except signals.SignalStop as stop:
+        record_interrupt(stop.signum)
+        print(f"interrupted: {stop}", file=sys.stderr)
+        sys.exit(128 + stop.signum)

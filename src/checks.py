@@ -9,6 +9,7 @@ one-sentence `ConfigError`, before anything is written. The README's "Bad input"
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -336,31 +337,70 @@ def check_ckpt_path(ckpt: str | None, out_dir: Path) -> Path | None:
     if path.parent.name == "checkpoints" and run_status(run_dir) == "completed":
         raise ConfigError(
             f"ckpt_path={ckpt} belongs to a completed run ({run_dir / 'metrics.json'}); there is nothing to "
-            "resume, start a new run instead."
+            f"resume; to train it further, start a new run from its weights with init_from={ckpt}."
         )
     return path
 
 
-def check_checkpoint(path: Path, module: Any) -> None:
-    """The checkpoint must load and fit this model: caught here as one sentence rather than as
-    Lightning's state-dict traceback halfway into fit."""
+def checksum(path: Path) -> str:
+    """sha256 of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify_checksum(path: Path) -> None:
+    """A checkpoint with a `<path>.sha256` beside it (every checkpoint this code writes) must match
+    it: garbage or a truncated file is refused here, in one sentence, before anything loads it."""
+    path = Path(path)
+    sums = path.with_name(path.name + ".sha256")
+    if not sums.is_file():
+        return  # written elsewhere: torch.load and the shape check below still guard it
+    expected = sums.read_text().split()[0] if sums.read_text().split() else ""
+    if checksum(path) != expected:
+        raise ConfigError(
+            f"ckpt_path={path} does not match its checksum ({sums.name}): the file is damaged (truncated or "
+            "overwritten); use another checkpoint of the run."
+        )
+
+
+def checkpoint_step(path: Path) -> int:
+    """The optimizer step a checkpoint was saved at."""
     import torch
 
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=False)["global_step"])
+    except Exception as err:
+        raise ConfigError(
+            f"ckpt_path={path} is not a Lightning checkpoint ({type(err).__name__}: {str(err).rstrip('.')})."
+        ) from err
+
+
+def check_checkpoint(path: Path, module: Any, key: str = "ckpt_path") -> dict[str, Any]:
+    """The checkpoint must be intact, load and fit this model: caught here as one sentence rather
+    than as Lightning's state-dict traceback halfway into fit. Returns the loaded checkpoint."""
+    import torch
+
+    verify_checksum(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
         state = ckpt["state_dict"]
     except Exception as err:
         raise ConfigError(
-            f"ckpt_path={path} is not a Lightning checkpoint ({type(err).__name__}: {str(err).rstrip('.')})."
+            f"{key}={path} is not a Lightning checkpoint ({type(err).__name__}: {str(err).rstrip('.')})."
         ) from err
     own = module.state_dict()
     for name, tensor in own.items():
         if name not in state or state[name].shape != tensor.shape:
             got = tuple(state[name].shape) if name in state else "missing"
             raise ConfigError(
-                f"ckpt_path={path} was saved by a different model ({name}: {got} in the checkpoint, "
-                f"{tuple(tensor.shape)} here); resume with the run's own config."
+                f"{key}={path} was saved by a different model ({name}: {got} in the checkpoint, "
+                f"{tuple(tensor.shape)} here); "
+                + ("resume with the run's own config." if key == "ckpt_path" else "init_from needs the same model.")
             )
+    return ckpt
 
 
 def build(key: str, make: Callable[[], T]) -> T:

@@ -6,9 +6,12 @@ Imported by `train.py` before Hydra runs, so it stays light: no torch, no Lightn
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
+import socket
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,6 +51,70 @@ def is_primary() -> bool:
     return all(os.environ.get(v, "0") == "0" for v in RANK_VARS)
 
 
+# -- one run per folder ------------------------------------------------------------------------
+LOCK = ".lock"
+_HELD: dict[Path, int] = {}  # run folder -> open descriptor of its locked .lock
+
+
+def _owner(fd: int) -> str:
+    os.lseek(fd, 0, os.SEEK_SET)
+    return os.read(fd, 300).decode(errors="replace").strip() or "a process that has not yet written its id"
+
+
+def lock_run_dir(
+    run_dir: Path, key: str, must_be_new: bool = False, remedy: str = "wait for it to end or choose another folder"
+) -> None:
+    """Hold an exclusive flock on `<run_dir>/.lock` for the rest of this process (or until
+    `release_run_dir`), with `pid <pid> on <host> since <time>` in it; the kernel drops it when
+    the process ends, however it ends, so a lock is never stale. Raises ConfigError naming the
+    live process when another one holds it, and, with must_be_new, when the folder already holds
+    a run; a refused attempt writes nothing (flock does not write; a missing folder is created)."""
+    run_dir = run_dir.absolute()
+    if run_dir in _HELD:
+        return
+    if must_be_new and _holds_run(run_dir) and not (run_dir / LOCK).exists():  # a run from before locks
+        raise ConfigError(f"{key}={run_dir} already holds a run; pick a new folder (runs are never overwritten).")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(run_dir / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        owner = _owner(fd)
+        os.close(fd)
+        raise ConfigError(f"{key}={run_dir} is in use by a live run ({owner}); {remedy}.") from None
+    if must_be_new and _holds_run(run_dir):  # checked under the lock: no run can start or end meanwhile
+        os.close(fd)
+        raise ConfigError(f"{key}={run_dir} already holds a run; pick a new folder (runs are never overwritten).")
+    os.ftruncate(fd, 0)
+    os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
+    _HELD[run_dir] = fd
+
+
+def release_run_dir(run_dir: Path) -> None:
+    fd = _HELD.pop(run_dir.absolute(), None)
+    if fd is not None:
+        os.close(fd)
+
+
+def live_owner(run_dir: Path) -> str | None:
+    """`pid ... on ... since ...` of the live process holding run_dir's lock (not this one)."""
+    run_dir = run_dir.absolute()
+    if run_dir in _HELD or not (run_dir / LOCK).is_file():
+        return None
+    fd = os.open(run_dir / LOCK, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return None
+    except BlockingIOError:
+        return _owner(fd)
+    finally:
+        os.close(fd)
+
+
+def _holds_run(run_dir: Path) -> bool:
+    return (run_dir / "metrics.json").exists() or (run_dir / "checkpoints").exists()
+
+
 # -- command line ------------------------------------------------------------------------------
 def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
     """(flags, overrides) of a train.py command line, without argv[0]."""
@@ -81,10 +148,15 @@ def runs_root() -> Path:
 
 
 def latest_unfinished(root: Path) -> Path | None:
-    """The most recently written checkpoints/last.ckpt of a run under root that did not complete."""
+    """The most recently written checkpoints/last.ckpt of a run under root that did not complete and
+    is not running now."""
     from src.checks import run_status
 
-    found = [p for p in root.glob("*/checkpoints/last.ckpt") if run_status(p.parent.parent) != "completed"]
+    found = [
+        p
+        for p in root.glob("*/checkpoints/last.ckpt")
+        if run_status(p.parent.parent) != "completed" and live_owner(p.parent.parent) is None
+    ]
     return max(found, key=lambda p: p.stat().st_mtime) if found else None
 
 
@@ -105,21 +177,41 @@ def check_plugins(argv: list[str], optuna_plugin: str = OPTUNA_PLUGIN) -> None:
         )
 
 
-def resume_argv(argv: list[str]) -> list[str]:
-    """Rewrite a single-run command line with `ckpt_path` so the run continues in its own folder.
+# What may change when a run is resumed: its budget and how it runs, never what it trains.
+RESUMABLE = (
+    "trainer.max_steps",
+    "trainer.max_epochs",
+    "hardware.threads",
+    "trainer.enable_progress_bar",
+    "progress",
+    "samples",
+    "logger",
+)
+_RESUME: dict[str, Any] = {}  # this process's resume (run, checkpoint, step, overrides), for resumes.yaml
 
-    Hydra would make a new run folder per invocation. Instead: `hydra.run.dir` is pointed at the
-    checkpoint's run folder, the run's saved overrides (its latest `.hydra*/overrides.yaml`) are
-    replayed with the new ones on top (a new value for a key replaces the saved one), and Hydra
-    saves this invocation's config under `.hydra_resume_<n>`, so the original `.hydra` is kept.
-    `ckpt_path=last` picks the newest unfinished run under outputs/runs. A checkpoint outside a
-    run folder resumes into a new folder. Raises ConfigError before Hydra creates anything.
+
+def resumable(key: str) -> bool:
+    return any(key == r or key.startswith(r + ".") for r in RESUMABLE)
+
+
+def resume_argv(argv: list[str]) -> list[str]:
+    """Rewrite a single-run command line with `ckpt_path` so the run continues in its own folder,
+    as the run it is.
+
+    `ckpt_path=last` picks the newest unfinished run under outputs/runs that is not running now.
+    A checkpoint inside a run folder (`<run>/checkpoints/*.ckpt`) continues that run: Hydra is
+    pointed at the folder (`hydra.run.dir`) and writes nothing there (`hydra.output_subdir=null`);
+    `resumed_config` then trains the run's saved `.hydra/config.yaml`. Only RESUMABLE keys may be
+    given; the checkpoint must match its checksum, must not be older than the run's last.ckpt
+    (that would overwrite a newer lineage), and the run must not be live: the folder's lock is
+    taken here and held for the process's life. A checkpoint outside a run folder starts a new
+    run from today's config. Raises ConfigError before anything is written.
     """
     flags, overrides = split_argv(argv)
     asked = [_unquote(o.split("=", 1)[1]) for o in overrides if override_key(o) == "ckpt_path" and "=" in o]
     if not is_primary() or any(f in MULTIRUN_FLAGS for f in flags) or not asked or asked[-1] in ("null", ""):
         return argv
-    from src.checks import check_ckpt_path
+    from src.checks import check_ckpt_path, checkpoint_step, verify_checksum
 
     if asked[-1] == "last":
         ckpt = latest_unfinished(runs_root().absolute())
@@ -132,14 +224,66 @@ def resume_argv(argv: list[str]) -> list[str]:
         ckpt = Path(asked[-1]).absolute()
     run = ckpt.parent.parent
     check_ckpt_path(str(ckpt), run)  # exists, and is not a completed run's
-    new = [o for o in overrides if override_key(o) != "ckpt_path"] + [f'ckpt_path="{ckpt}"']
-    saved_dirs = sorted(run.glob(".hydra*/overrides.yaml"), key=lambda p: p.stat().st_mtime)
-    if ckpt.parent.name != "checkpoints" or not saved_dirs:
-        return [argv[0], *flags, *new]
-    keys = {override_key(o) for o in new}
-    saved = [str(o) for o in OmegaConf.load(saved_dirs[-1]) if override_key(str(o)) not in keys]
-    n = len(list(run.glob(".hydra_resume_*"))) + 1
-    return [argv[0], *flags, *saved, *new, f'hydra.run.dir="{run}"', f"hydra.output_subdir=.hydra_resume_{n}"]
+    new = [o for o in overrides if override_key(o) != "ckpt_path"]
+    if ckpt.parent.name != "checkpoints" or not (run / ".hydra" / "config.yaml").is_file():
+        return [argv[0], *flags, *new, f'ckpt_path="{ckpt}"']
+    fixed = [override_key(o) for o in new if not resumable(override_key(o))]
+    if fixed:
+        raise ConfigError(
+            f"{fixed[0]} cannot change when resuming {run}, which continues with its saved config; only "
+            f"{', '.join(RESUMABLE)} may change; to change {fixed[0]}, start a new run from its weights "
+            f"with init_from={ckpt}."
+        )
+    owner = live_owner(run)
+    if owner is not None:
+        raise ConfigError(
+            f"ckpt_path={asked[-1]} belongs to {run}, which is in use by a live run ({owner}); wait for it to end."
+        )
+    verify_checksum(ckpt)
+    step, last = checkpoint_step(ckpt), ckpt.parent / "last.ckpt"
+    if ckpt.name != last.name and last.is_file() and (last_step := checkpoint_step(last)) > step:
+        raise ConfigError(
+            f"ckpt_path={ckpt} is at step {step}, older than {last} (step {last_step}), which resuming it would "
+            f"overwrite; resume {last}, or start a new run from these weights with init_from={ckpt}."
+        )
+    lock_run_dir(run, "ckpt_path", remedy="wait for it to end")
+    _RESUME.update(run=run, checkpoint=str(ckpt), from_step=step, overrides=new)
+    return [argv[0], *flags, *new, f'ckpt_path="{ckpt}"', f'hydra.run.dir="{run}"', "hydra.output_subdir=null"]
+
+
+def resumed_config(cfg: Any) -> Any:
+    """The config a resume in the run's own folder trains: the run's saved `.hydra/config.yaml`,
+    with the RESUMABLE keys this command line set taken from the composed cfg (so today's conf/
+    changes nothing else). Any other run: cfg itself."""
+    from hydra.core.hydra_config import HydraConfig
+
+    ckpt = cfg.get("ckpt_path")
+    if ckpt in (None, "last") or not HydraConfig.initialized():
+        return cfg
+    ckpt = Path(str(ckpt)).absolute()
+    saved_file = ckpt.parent.parent / ".hydra" / "config.yaml"
+    here = Path(str(HydraConfig.get().runtime.output_dir)).absolute()
+    if ckpt.parent.name != "checkpoints" or ckpt.parent.parent != here or not saved_file.is_file():
+        return cfg
+    saved = OmegaConf.load(saved_file)
+    with open_dict(saved):
+        for key in {override_key(str(o)) for o in HydraConfig.get().overrides.task}:
+            if resumable(key):
+                OmegaConf.update(saved, key, OmegaConf.select(cfg, key), force_add=True)
+        saved.ckpt_path = str(ckpt)
+    OmegaConf.set_struct(saved, True)
+    return saved
+
+
+def note_resume(out_dir: Path) -> None:
+    """Append this process's resume (time, checkpoint, step, overrides) to `<run>/.hydra/resumes.yaml`;
+    called once the resume has passed every check, just before training continues."""
+    if _RESUME.get("run") != Path(out_dir).absolute():
+        return
+    entry = {"time": time.strftime("%Y-%m-%d %H:%M:%S"), **{k: v for k, v in _RESUME.items() if k != "run"}}
+    with open(_RESUME["run"] / ".hydra" / "resumes.yaml", "a") as f:
+        f.write(OmegaConf.to_yaml([entry]))
+    _RESUME.clear()
 
 
 # -- DDP inside Hydra --------------------------------------------------------------------------
@@ -210,14 +354,32 @@ class RunDirCheck(Callback):
     def on_run_start(self, config: Any, **kwargs: Any) -> None:
         run_dir = Path(str(config.hydra.run.dir)).absolute()
         _check_or_exit("hydra.run.dir", run_dir)
-        holds_run = (run_dir / "metrics.json").exists() or (run_dir / "checkpoints").exists()
-        if holds_run and config.get("ckpt_path") is None and is_primary():
-            # refused here, before Hydra rewrites that run's .hydra/ and appends to its log
-            _exit(f"hydra.run.dir={run_dir} already holds a run; pick a new folder (runs are never overwritten).")
-        _FRESH["run_dir"] = None if run_dir.exists() or not is_primary() else run_dir
+        fresh = not run_dir.exists()
+        if is_primary():  # ranks > 0 of a DDP run work in rank 0's folder, under its lock
+            # before Hydra writes .hydra/ or its log: a second run on this folder is refused here
+            try:
+                lock_run_dir(run_dir, "hydra.run.dir", must_be_new=config.get("ckpt_path") is None)
+            except ConfigError as err:
+                _exit(str(err))
+        _FRESH["run_dir"] = run_dir if fresh and is_primary() else None
 
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
         _check_or_exit("hydra.sweep.dir", Path(str(config.hydra.sweep.dir)).absolute())
+
+    def on_job_start(self, config: Any, **kwargs: Any) -> None:
+        from hydra.types import RunMode
+
+        if config.hydra.mode == RunMode.MULTIRUN and is_primary():  # each job's folder, for the job's life
+            try:
+                lock_run_dir(Path(str(config.hydra.runtime.output_dir)), "hydra.sweep.dir")
+            except ConfigError as err:
+                _exit(str(err))
+
+    def on_job_end(self, config: Any, **kwargs: Any) -> None:
+        from hydra.types import RunMode
+
+        if config.hydra.mode == RunMode.MULTIRUN:  # a joblib worker goes on to other jobs
+            release_run_dir(Path(str(config.hydra.runtime.output_dir)))
 
 
 def _check_or_exit(key: str, path: Path) -> None:
@@ -241,5 +403,7 @@ def remove_fresh_run_dir() -> None:
     run_dir = _FRESH["run_dir"]
     if run_dir is None or not run_dir.is_dir():
         return
-    if all((p.name.startswith(".hydra") and p.is_dir()) or p.suffix == ".log" for p in run_dir.iterdir()):
+    if all(
+        (p.name.startswith(".hydra") and p.is_dir()) or p.suffix == ".log" or p.name == LOCK for p in run_dir.iterdir()
+    ):
         shutil.rmtree(run_dir, ignore_errors=True)

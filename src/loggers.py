@@ -63,11 +63,38 @@ class TensorBoardLogger(_TensorBoardLogger):
     """Lightning's TensorBoardLogger without the `epoch` scalar, and without hyperparameters in the
     event file at fit start: `record_run` writes the HParams data once the run has finished."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        # Every run starts a TensorBoard session (SessionLog.START, written for a purge_step): the
+        # Python loader treats a run's first START as its start and purges only from the second
+        # on, so the fresh run writes one at step 0 (which purges nothing) and a resume's counts.
+        kwargs.setdefault("purge_step", 0)
+        super().__init__(*args, **kwargs)
+
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         super().log_metrics(_drop_epoch(metrics), step)
 
     def log_hyperparams(self, params: Any, metrics: Any = None, step: int | None = None) -> None:
         self.hparams.update(dict(params))  # hparams.yaml only
+
+    def resume_at(self, step: int) -> None:
+        """A resumed run logs again from its checkpoint's step: TensorBoard drops the killed
+        process's points at steps >= step (SummaryWriter's purge_step), so no step is shown twice.
+        The evaluation points at exactly that step were measured before the checkpoint and are not
+        measured again, so they are written anew after the purge."""
+        from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+        from tensorboard.util.tensor_util import make_ndarray
+
+        kept = [  # the loader hands scalars over as 0-d tensors
+            (v.tag, float(make_ndarray(v.tensor)))
+            for f in sorted(Path(self.log_dir).glob("events.*"))
+            for ev in EventFileLoader(str(f)).Load()
+            if ev.step == step
+            for v in ev.summary.value
+            if v.HasField("tensor") and not v.tensor.tensor_shape.dim and not v.tag.startswith("train/")
+        ]
+        self._kwargs["purge_step"] = step
+        for tag, value in dict(kept).items():  # the latest point per tag
+            self.experiment.add_scalar(tag, value, step)
 
 
 def wandb_logged_in() -> bool:

@@ -11,8 +11,6 @@ import hashlib
 import json
 import os
 import signal
-import sys
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,9 @@ import pytorch_lightning as pl
 import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
+from src import signals
+from src.checks import checksum, verify_checksum
+from src.config import ConfigError
 from src.launch import RunFailed, RunInterrupted
 
 
@@ -33,12 +34,13 @@ class StopRequested(BaseException):
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Write `<path>.tmp` beside the target, fsync, rename.
+    """Write `<path>.tmp` beside the target, fsync, rename; then `<path>.sha256`, checked on load.
 
     Lightning 2.6 stages a checkpoint in the system temp folder and moves it into place; across
     filesystems that move is a copy into the open target, so a kill or a full disk during the copy
     truncates last.ckpt and the previous good one is lost. A rename within one folder is atomic:
     the target is either the old checkpoint or the new one, and a failed write leaves the old one.
+    The checksum catches what a rename cannot: a file damaged later (garbage, truncation).
     """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
@@ -50,11 +52,37 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 torch.save(checkpoint, f)
                 f.flush()
                 os.fsync(f.fileno())
+            digest = checksum(tmp)
             os.replace(tmp, path)
-        except OSError as err:
+            sums = path.with_name(path.name + ".sha256")
+            sums_tmp = sums.with_name(sums.name + ".tmp")
+            sums_tmp.write_text(f"{digest}  {path.name}\n")
+            os.replace(sums_tmp, sums)
+        except BaseException as err:
             tmp.unlink(missing_ok=True)  # free the space a partial file holds
+            # torch.save reports a failed write as a RuntimeError with the OSError as its context
+            os_err = err if isinstance(err, OSError) else err.__cause__ or err.__context__
+            if not isinstance(os_err, OSError):
+                raise
             # write() errors carry no file name; name the checkpoint so the message can
-            raise OSError(err.errno, err.strerror, str(path)) from err
+            raise OSError(os_err.errno, os_err.strerror, str(path)) from err
+
+    def load_checkpoint(self, path: Any, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        try:
+            verify_checksum(Path(path))
+        except ConfigError as err:
+            raise RunFailed(str(err)) from err
+        return super().load_checkpoint(path, *args, **kwargs)
+
+
+def good(path: Path) -> bool:
+    """A checkpoint that matches its checksum and holds finite weights only."""
+    try:
+        verify_checksum(path)
+        state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+    except Exception:
+        return False
+    return all(torch.isfinite(t).all() for t in state.values() if t.is_floating_point())
 
 
 class RunGuard(pl.Callback):
@@ -62,9 +90,9 @@ class RunGuard(pl.Callback):
 
     - Non-finite loss: checked before backward, so the weights stay finite and no checkpoint saves
       the broken state; the run stops with `NonFiniteLoss` and the last checkpoint stays good.
-    - SIGINT / SIGTERM: the current batch finishes, `last.ckpt` is written at that batch boundary
-      (the same point a step checkpoint is taken, so resuming it is exact), and the fit stops with
-      `RunInterrupted`. A second signal stops at once.
+    - SIGINT / SIGTERM (flagged by `src.signals`, which owns them): the current batch finishes,
+      `last.ckpt` is written at that batch boundary (the same point a step checkpoint is taken, so
+      resuming it is exact), and the fit stops with `RunInterrupted`.
     - Under DDP both flags are summed over the ranks once per step, so every rank stops at the same
       batch (a rank that stopped alone would leave the others waiting in a collective).
     - RNG state rides in the checkpoint, so a resumed run with dropout draws the same masks.
@@ -72,58 +100,24 @@ class RunGuard(pl.Callback):
 
     def __init__(self, ckpt_dir: str | Path):
         self.ckpt_dir = Path(ckpt_dir)
-        self.signal_name: str | None = None
         self._stop = False
         self._state: list[torch.Tensor] | None = None  # recurrent state restored from a checkpoint
         self._state_tuple = False
-        self._handlers: dict[int, Any] = {}
-
-    # -- signals ---------------------------------------------------------------------------------
-    def _on_signal(self, signum: int, frame: Any) -> None:
-        if self.signal_name is not None:  # second signal: the user insists
-            self._restore_handlers()
-            raise KeyboardInterrupt
-        self.signal_name = signal.Signals(signum).name
-        if int(os.environ.get("LOCAL_RANK", "0")) == 0 and int(os.environ.get("NODE_RANK", "0")) == 0:
-            print(
-                f"\n{self.signal_name}: finishing the current batch and saving a checkpoint "
-                "(send it again to stop at once)",
-                file=sys.stderr,
-                flush=True,
-            )
-
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        # Installed after Lightning registers its own SIGTERM notifier (which only kills child
-        # processes and raises later, without a checkpoint); Lightning restores both at teardown.
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._handlers[sig] = signal.signal(sig, self._on_signal)
-
-    def _restore_handlers(self) -> None:
-        for sig, handler in self._handlers.items():
-            signal.signal(sig, handler)
-        self._handlers = {}
-
-    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._restore_handlers()
-
-    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        self._restore_handlers()
 
     # -- per step --------------------------------------------------------------------------------
     def on_before_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor) -> None:
         # One host sync per step: the price of never stepping on (or checkpointing) NaN weights.
         # A single process reads one flag; ranks agree on both flags so they stop at one batch.
         if trainer.world_size == 1:
-            bad, stop = not bool(torch.isfinite(loss.detach())), self.signal_name is not None
+            bad, stop = not bool(torch.isfinite(loss.detach())), signals.received() is not None
         else:
             flags = torch.stack(
-                [(~torch.isfinite(loss.detach())).float(), loss.new_tensor(self.signal_name is not None)]
+                [(~torch.isfinite(loss.detach())).float(), loss.new_tensor(signals.received() is not None)]
             )
             bad, stop = trainer.strategy.reduce(flags, reduce_op="sum").tolist()
         if bad:
             last = self.ckpt_dir / "last.ckpt"
-            keep = f"the last good checkpoint is {last}" if last.exists() else "no checkpoint was saved before it"
+            keep = f"the last good checkpoint is {last}" if good(last) else "no good checkpoint was saved before it"
             raise NonFiniteLoss(
                 f"train/loss became {float(loss.detach()):.4g} at step {trainer.global_step} (batch "
                 f"{trainer.fit_loop.epoch_loop.batch_progress.total.ready - 1}); the run stopped before the "
@@ -180,18 +174,20 @@ class RunGuard(pl.Callback):
 
 
 def stop_report(err: BaseException, trainer: pl.Trainer, guard: RunGuard, out_dir: Path) -> BaseException:
-    """Turn what ended a fit into the exception `train` raises, and record it in metrics.json
-    (rank 0), so a stopped run's folder says why it stopped. Unknown errors pass through."""
+    """Turn what ended a fit, test or the end-of-run writing into the exception `train` raises,
+    and record it in metrics.json (rank 0), so a stopped run's folder says why it stopped. Unknown
+    errors pass through (`src.run.record_failure` records them)."""
     from src.run import write_json
 
     last = guard.ckpt_dir / "last.ckpt"
     record: dict[str, Any] = {"step": trainer.global_step, "checkpoint": str(last) if last.exists() else None}
-    if isinstance(err, StopRequested):
-        name = guard.signal_name or "SIGINT"
-        result: BaseException = RunInterrupted(
-            f"{name} at step {trainer.global_step}; checkpoint {last}; continue with: python train.py ckpt_path={last}",
-            signum=int(signal.Signals[name]),
-        )
+    if isinstance(err, StopRequested | signals.SignalStop):
+        signum = signals.received() or getattr(err, "signum", signal.SIGINT)
+        name = signal.Signals(signum).name
+        where = "no checkpoint was saved; start the run again"
+        if last.exists():
+            where = f"checkpoint {last}; continue with: python train.py ckpt_path={last}"
+        result: BaseException = RunInterrupted(f"{name} at step {trainer.global_step}; {where}", signum=signum)
         record = {"status": "interrupted", "signal": name, **record}
     elif isinstance(err, RunFailed):
         result, record = err, {"status": "failed", "error": str(err), **record}

@@ -13,6 +13,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from src import signals
 from src.checks import build, check_checkpoint, check_ckpt_path, check_nodes, check_output_dir, check_run
 from src.config import ConfigError, check_data, check_known_keys, check_model, make_task
 from src.limits import check_cluster, check_memory, check_threads
@@ -259,74 +260,103 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             enable_checkpointing=any(c.__class__.__name__ == "ModelCheckpoint" for c in callbacks),
         ),
     )
+    signals.disown(trainer)  # SIGINT/SIGTERM stay with src.signals
     if ckpt_path is not None:
-        check_checkpoint(ckpt_path, module)
+        resumed_step = check_checkpoint(ckpt_path, module)["global_step"]
+        for lg in loggers:
+            if hasattr(lg, "resume_at"):
+                lg.resume_at(resumed_step)
+    if cfg.get("init_from") is not None:  # a new run from trained weights: fresh optimizer, step 0
+        init = Path(str(cfg.init_from))
+        if ckpt_path is not None or not init.is_file():
+            raise ConfigError(
+                f"init_from={init} must be a checkpoint file, and is for a new run, so not with ckpt_path; "
+                "use ckpt_path to continue a run, init_from to start a new one from its weights."
+            )
+        module.load_state_dict(check_checkpoint(init, module, key="init_from")["state_dict"])
     out_dir.mkdir(parents=True, exist_ok=True)  # only now: bad input above leaves nothing behind
     keep_log(out_dir)
+    from src.launch import note_resume
 
-    t_fit = time.perf_counter()
+    note_resume(out_dir)  # a resume that passed every check: <run>/.hydra/resumes.yaml
+
+    # Every stop from here on (a signal in any phase, a failed write, a NaN) is recorded in
+    # metrics.json by stop_report; a second signal (SignalStop) lands here from wherever it hit.
     try:
+        signals.check()  # a signal during start-up
+        t_fit = time.perf_counter()
         trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
+        fit_s = time.perf_counter() - t_fit
+        signals.check()  # a signal during the final validation: last.ckpt is the end of the fit
+        val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("val/", "train/"))}
+        # Test the best checkpoint (selected on validation loss, never on test data) when there is one.
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        trainer.test(module, datamodule=dm, ckpt_path=best or None, verbose=False)
+        # the module sends evaluation metrics to the loggers itself (src/loggers.py: steps), so
+        # trainer.test returns none: read them where callbacks do
+        test = {k: v for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
+        rows = sample_table(module, dm, cfg.samples)
+        metrics: dict[str, Any] = {
+            "status": "completed",
+            "task": task.name,
+            "cell": net_kwargs["cell"],
+            "topology": net_kwargs["topology"],
+            "seed": cfg.seed,
+            **{k: float(v) for k, v in sorted(test.items())},
+            **val,
+            "chance": chance,
+            "target": target.summary() if target else {"reached": False, "monitor": None, "target": None, "best": None},
+            "steps": trainer.global_step,
+            "batches": trainer.fit_loop.epoch_loop.batch_progress.total.ready,
+            "epochs": trainer.current_epoch,
+            "params": sum(p.numel() for p in net.parameters()),
+            "fit_time_s": fit_s,
+            "wall_time_s": time.perf_counter() - t_start,
+            "startup_s": t_fit - T_PROCESS,
+            "world_size": world,
+            "tested_checkpoint": Path(best).name if best else "final weights",
+            "weights": weights_used(trainer, timer.val_step, out_dir),
+            **timer.summary(),
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "torch_threads": torch.get_num_threads(),  # a parallel launcher's share of the cores
+        }
+        signals.check()  # a signal during test
+        if trainer.is_global_zero:
+            from src.loggers import record_run
+
+            record_run(loggers, cfg, metrics, rows)  # hyperparameters, final metrics, samples
+            signals.check()  # a signal while the loggers wrote: not recorded `completed`
+            write_json(out_dir / "metrics.json", metrics)
+            print_summary(metrics, rows, out_dir)
     except BaseException as err:
         stopped = stop_report(err, trainer, guard, out_dir)
         if stopped is err:
             raise
         raise stopped from err
-    fit_s = time.perf_counter() - t_fit
-    val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("val/", "train/"))}
-    # Test the best checkpoint (selected on validation loss, never on test data) when there is one.
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    trainer.test(module, datamodule=dm, ckpt_path=best or None, verbose=False)
-    # the module sends evaluation metrics to the loggers itself (src/loggers.py: steps), so
-    # trainer.test returns none: read them where callbacks do
-    test = {k: v for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
-    rows = sample_table(module, dm, cfg.samples)
-
-    metrics: dict[str, Any] = {
-        "status": "completed",
-        "task": task.name,
-        "cell": net_kwargs["cell"],
-        "topology": net_kwargs["topology"],
-        "seed": cfg.seed,
-        **{k: float(v) for k, v in sorted(test.items())},
-        **val,
-        "chance": chance,
-        "target": target.summary() if target else {"reached": False, "monitor": None, "target": None, "best": None},
-        "steps": trainer.global_step,
-        "batches": trainer.fit_loop.epoch_loop.batch_progress.total.ready,
-        "epochs": trainer.current_epoch,
-        "params": sum(p.numel() for p in net.parameters()),
-        "fit_time_s": fit_s,
-        "wall_time_s": time.perf_counter() - t_start,
-        "startup_s": t_fit - T_PROCESS,
-        "world_size": world,
-        "tested_checkpoint": Path(best).name if best else "final weights",
-        "weights": weights_used(trainer, timer.val_step, out_dir),
-        **timer.summary(),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "torch_threads": torch.get_num_threads(),  # a parallel launcher's share of the cores
-    }
-    if trainer.is_global_zero:
-        write_json(out_dir / "metrics.json", metrics)
-        from src.loggers import record_run
-
-        record_run(loggers, cfg, metrics, rows)  # hyperparameters, final metrics, samples
-        print_summary(metrics, rows, out_dir)
     return metrics, {"trainer": trainer, "module": module, "datamodule": dm, "cfg": cfg}
 
 
 def record_failure(cfg: DictConfig, err: BaseException) -> bool:
-    """Mark a failed job. In a multirun, write metrics.json with status `failed` and return True so
-    the sweep goes on; in a single run return False (the caller exits non-zero)."""
+    """Record a run that crashed (in fit, validation, test or the end-of-run writing) as `failed`
+    with the error in metrics.json, unless it already says why it stopped. In a multirun return
+    True so the sweep goes on; in a single run return False (the caller exits non-zero). Bad input
+    (ConfigError) in a single run writes nothing: its folder is removed."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
     multirun = HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN
-    if not multirun:
-        return False
     out_dir = Path(cfg.paths.output_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    if not (out_dir / "metrics.json").exists():
-        write_json(out_dir / "metrics.json", {"status": "failed", "error": f"{type(err).__name__}: {err}"})
-    print(f"job failed ({type(err).__name__}: {err}); the sweep goes on", file=sys.stderr)
-    return True
+    if multirun:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    elif isinstance(err, ConfigError) or not out_dir.is_dir():
+        return False
+    from src.checks import run_status
+
+    if run_status(out_dir) not in ("failed", "interrupted"):
+        try:
+            write_json(out_dir / "metrics.json", {"status": "failed", "error": f"{type(err).__name__}: {err}"})
+        except OSError:  # a full or read-only disk: stderr still says it
+            pass
+    if multirun:
+        print(f"job failed ({type(err).__name__}: {err}); the sweep goes on", file=sys.stderr)
+    return multirun

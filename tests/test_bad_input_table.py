@@ -32,6 +32,9 @@ REPRESENTATIVE = {
     "python train.py hardware.threads=10000",
     "python predict.py $RUN 1 2 3",
     "python sweep.py nosuch",
+    # a resume of a run's own folder is checked on the command line, before Hydra
+    "python train.py ckpt_path=$KILLED/checkpoints/last.ckpt task.lag=3",
+    "python train.py ckpt_path=$DAMAGED/checkpoints/last.ckpt",
 }
 
 
@@ -93,6 +96,13 @@ def places(tmp_path_factory) -> dict[str, Path]:
             cfg = compose("train", overrides=[*overrides, "paths.output_dir=."])
         (base / name / ".hydra").mkdir(parents=True)
         OmegaConf.save(cfg, base / name / ".hydra" / "config.yaml")
+    shutil.copytree(run, base / "killed")
+    (base / "killed" / "metrics.json").unlink()
+    shutil.copytree(base / "killed", base / "damaged")
+    damaged = base / "damaged" / "checkpoints" / "last.ckpt"
+    data = bytearray(damaged.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 16] = b"garbage garbage!"
+    damaged.write_bytes(bytes(data))
     (base / "badsweep").mkdir()
     (base / "badsweep" / "multirun.yaml").write_text("hydra: {sweeper: [\n")
     return {
@@ -109,6 +119,8 @@ def places(tmp_path_factory) -> dict[str, Path]:
         "$ARITH": base / "arith",
         "$LABEL": base / "label",
         "$BADSWEEP": base / "badsweep",
+        "$KILLED": base / "killed",
+        "$DAMAGED": base / "damaged",
         "$CORES": cores(),
     }
 

@@ -7,6 +7,7 @@ import signal
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from src.run import train
 from tests.conftest import FAST, make_cfg, run_cli
@@ -52,10 +53,13 @@ def test_sigkill_then_resume_last_ends_like_an_uninterrupted_run(tmp_path, extra
     assert 0 < killed_at < whole["steps"] and killed_at % 100  # inside an epoch
     assert not (run / "metrics.json").exists()
 
-    res = run_cli("ckpt_path=last", cwd=tmp_path)  # the run's saved overrides are replayed
+    config = (run / ".hydra" / "config.yaml").read_text()
+    res = run_cli("ckpt_path=last", cwd=tmp_path)  # the run's saved config is trained
     assert res.returncode == 0, res.stderr
     assert [p.name for p in (tmp_path / "outputs" / "runs").iterdir()] == [run.name]  # same folder
-    assert (run / ".hydra" / "overrides.yaml").is_file() and (run / ".hydra_resume_1").is_dir()
+    assert (run / ".hydra" / "config.yaml").read_text() == config and not list(run.glob(".hydra_*"))
+    (resume,) = OmegaConf.load(run / ".hydra" / "resumes.yaml")
+    assert resume.from_step == killed_at and resume.overrides == [] and resume.checkpoint == str(ckpt)
     resumed = read_metrics(run)
     assert comparable(resumed) == comparable(whole)
 
