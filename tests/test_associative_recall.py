@@ -69,12 +69,22 @@ def test_predict_shows_each_querys_value(cfg_factory):
 
 
 def test_an_lstm_beats_the_baseline_quickly(cfg_factory):
-    """Measured (the preset: 4 pairs, 4 queries, 8 keys, 8 values, LSTM(50), batch 64, lr 0.01,
-    seed 0, 600 steps, ~7 s on one thread): query accuracy 41.2% against chance 12.5%, loss 1.15
-    against ln 8 = 2.08."""
+    """Measured (the preset: 4 pairs, 4 queries, 8 keys, 8 values, LSTM(128), batch 64, lr 0.01,
+    seed 0, 600 steps, ~9 s on one thread, test set 300): query accuracy 40.5% against chance 12.5%,
+    loss 1.16 against ln 8 = 2.08 (LSTM(50): 40.2%, 7 s)."""
     cfg = cfg_factory("task=associative_recall", "hardware.threads=1", "trainer.max_epochs=1",
                       "data.batches_per_epoch=600")  # fmt: skip
     metrics, _ = train(cfg)
     assert metrics["chance"]["loss"] == pytest.approx(math.log(8))
     assert metrics["test/acc"] > 0.3
     assert metrics["test/loss"] < 0.7 * metrics["chance"]["loss"]
+
+
+@pytest.mark.slow  # reason: 3,000 steps of LSTM(128), ~40 s on one thread
+def test_an_lstm_solves_associative_recall(cfg_factory):
+    """Measured (the preset, seed 0, 3,000 steps, 1 thread, test set 2,000 via train.py): query
+    accuracy 99.98%, exact 99.9%; chance 12.5%."""
+    cfg = cfg_factory("task=associative_recall", "hardware.threads=1", "trainer.max_epochs=1",
+                      "data.batches_per_epoch=3000", "trainer.val_check_interval=500")  # fmt: skip
+    metrics, _ = train(cfg)
+    assert metrics["test/acc"] > 0.95
