@@ -46,7 +46,10 @@ def test_its_rules_live_with_it():
         make_task({**TINY, "lag": 1})
     with pytest.raises(ConfigError, match=r"task.delay=0 is not allowed; it must be an integer >= 1."):
         make_task({**TINY, "delay": 0})
-    with pytest.raises(ConfigError, match=r"task.family=.copy. is not allowed; choose one of: copy_memory, adding."):
+    with pytest.raises(
+        ConfigError,
+        match=r"task.family=.copy. is not allowed; choose one of: copy_memory, adding, selective_copy, associative_recall.",
+    ):
         make_task({**TINY, "family": "copy"})
 
 

@@ -17,6 +17,13 @@ The `uniform`/`arithmetic` stream tasks (src/config.py, src/datamodules/generate
 from __future__ import annotations
 
 from src.datamodules.tasks.adding import Adding
+from src.datamodules.tasks.associative_recall import AssociativeRecall
 from src.datamodules.tasks.copy_memory import CopyMemory
+from src.datamodules.tasks.selective_copy import SelectiveCopy
 
-FAMILIES = {"copy_memory": CopyMemory, "adding": Adding}
+FAMILIES = {
+    "copy_memory": CopyMemory,
+    "adding": Adding,
+    "selective_copy": SelectiveCopy,
+    "associative_recall": AssociativeRecall,
+}

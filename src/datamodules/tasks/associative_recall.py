@@ -1,0 +1,84 @@
+"""Multi-query associative recall (MQAR; Arora et al. 2023, Zoology).
+
+Input (2 n_pairs + n_queries steps): n_pairs key-value pairs, key then value (keys distinct, drawn
+from `keys` symbols; values drawn uniformly from `values` symbols), then n_queries of the
+presented keys in random order, none twice. Target at each query step: the value that key was
+paired with. Tokens: 0..keys-1 the keys, keys..keys+values-1 the values (vocab = keys + values).
+Loss, accuracy and exact match count the n_queries query steps (the last n_queries outputs:
+out_len = n_queries).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from src.config import ConfigError, Task, _int, check_known_keys
+
+FIELDS = {"name", "family", "n_pairs", "n_queries", "keys", "values"}
+
+
+@dataclass(frozen=True)
+class AssociativeRecall(Task):
+    """n_pairs key-value pairs, then n_queries query keys."""
+
+    n_pairs: int = 4
+    n_queries: int = 4
+    keys: int = 8
+    values: int = 8
+
+    @classmethod
+    def from_config(cls, g: dict[str, Any]) -> AssociativeRecall:
+        check_known_keys("task", g, FIELDS)
+        n_pairs = _int("task.n_pairs", g.get("n_pairs", 4))
+        n_queries = _int("task.n_queries", g.get("n_queries", 4))
+        keys = _int("task.keys", g.get("keys", 8))
+        values = _int("task.values", g.get("values", 8), 2)
+        if keys < n_pairs:
+            raise ConfigError(
+                f"task.keys={keys} is not allowed; n_pairs={n_pairs} distinct keys need keys >= {n_pairs}."
+            )
+        if n_queries > n_pairs:
+            raise ConfigError(
+                f"task.n_queries={n_queries} is not allowed; each query is a different presented key, so "
+                f"n_queries <= n_pairs={n_pairs}."
+            )
+        context = 2 * n_pairs + n_queries
+        return cls(
+            name=str(g.get("name", "associative_recall")), stream="associative_recall", vocab=keys + values,
+            context=context, lag=0, out_len=n_queries, framing="window", transform="identity",
+            encoding="onehot", objective="classification", scale=1.0, step=0, start_low=0,
+            start_high=0, windows_per_sequence=1, stateful=False, seq_len=context, chunk=1,
+            n_pairs=n_pairs, n_queries=n_queries, keys=keys, values=values,
+        )  # fmt: skip
+
+    def batch(self, gen: Any, batch: int) -> tuple[Any, Any, Any]:
+        """x (batch, context) long, y and mask (batch, n_queries): each query's value, all True."""
+        import torch
+
+        dev, p = gen.device, self.n_pairs
+        # distinct keys (and distinct queries): the first entries of a random permutation per row
+        keys = torch.rand(batch, self.keys, generator=gen, device=dev).argsort(1)[:, :p]
+        values = torch.randint(self.keys, self.keys + self.values, (batch, p), generator=gen, device=dev)
+        asked = torch.rand(batch, p, generator=gen, device=dev).argsort(1)[:, : self.n_queries]
+        pairs = torch.stack([keys, values], 2).flatten(1)  # k1 v1 k2 v2 ...
+        x = torch.cat([pairs, keys.gather(1, asked)], 1)
+        return (x, *self.targets(x))
+
+    def targets(self, x: Any) -> tuple[Any, Any]:
+        """The value paired with each query key (batch, n_queries); a query matching no presented
+        key (typed input) is masked. The last pair with the key wins if a key repeats."""
+        import torch
+
+        p = self.n_pairs
+        keys, values, queries = x[:, : 2 * p : 2], x[:, 1 : 2 * p : 2], x[:, 2 * p :]
+        match = queries[:, :, None] == keys[:, None, :]  # (batch, n_queries, n_pairs)
+        last = (match * torch.arange(1, p + 1, device=x.device)).argmax(-1)
+        return values.gather(1, last), match.any(-1)
+
+    def chance(self) -> dict[str, float]:
+        """A query's value is uniform over the values whatever the query step, so a model that
+        never sees the input scores loss = ln(values) (cross-entropy on the query steps), accuracy
+        1 / values, exact match values^-n_queries."""
+        return {"loss": math.log(self.values), "acc": 1 / self.values, "exact": self.values**-self.n_queries}
