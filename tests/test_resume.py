@@ -37,7 +37,7 @@ def test_identical_runs_give_identical_metrics(tmp_path):
     "extra",
     [
         pytest.param([], id="stateless"),
-        pytest.param(STATEFUL, id="stateful", marks=pytest.mark.slow(reason="a second kill/resume cycle, ~15 s")),
+        pytest.param(STATEFUL, id="stateful"),  # the carried recurrent state survives the kill too
     ],
 )
 def test_sigkill_then_resume_last_ends_like_an_uninterrupted_run(tmp_path, extra):

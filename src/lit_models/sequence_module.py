@@ -190,9 +190,6 @@ class SequenceModule(pl.LightningModule):
             self.pred_sq[stage].update(pred.pow(2), weight)
         self.log_dict({f"{stage}/{k}": m for k, m in metrics.items()}, on_step=False, on_epoch=True, logger=False)
 
-    def on_validation_epoch_start(self) -> None:
-        self.state = None  # a validation interrupts the training streams: they restart fresh
-
     def validation_step(self, batch: tuple, batch_idx: int) -> None:
         self._eval_step(batch, "val", self.val_metrics)
 
