@@ -365,6 +365,17 @@ class RunDirCheck(Callback):
 
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
         _check_or_exit("hydra.sweep.dir", Path(str(config.hydra.sweep.dir)).absolute())
+        launcher = str(OmegaConf.select(config, "hydra.launcher._target_") or "")
+        hw = config.get("hardware") or {}
+        processes = (hw.get("devices") or 1) * (hw.get("num_nodes") or 1) if hw.get("strategy") == "ddp" else 1
+        if "submitit" in launcher and isinstance(processes, int) and processes > 1:
+            # Lightning relaunches DDP ranks as `python <argv[0]> <overrides>`: under submitit argv[0]
+            # is submitit's own module, which cannot take them
+            _exit(
+                f"hardware.strategy=ddp with {processes} processes cannot run under {launcher.rsplit('.', 1)[-1]} "
+                "(hydra/launcher=submitit_*): Lightning would relaunch its ranks through submitit's own entry "
+                "point; use hydra/launcher=basic or parallel for DDP jobs, or hardware=cpu under submitit."
+            )
 
     def on_job_start(self, config: Any, **kwargs: Any) -> None:
         from hydra.types import RunMode
