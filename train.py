@@ -32,6 +32,12 @@ def main(cfg: DictConfig) -> float | None:
     from src.run import record_failure, train
 
     cfg = resumed_config(cfg)  # a resume trains the run's saved config
+    from src.sweeps import already_run
+
+    recorded = already_run(cfg)  # a sweep going on after a hard crash: jobs already run stay as they are
+    if recorded is not None:
+        value = recorded.get(cfg.optimized_metric)
+        return value if isinstance(value, (int, float)) else None
 
     # DDP ranks > 0 stop with rank 0 (the stop is agreed across ranks), which reports it; exiting 0
     # keeps Lightning's process observer from killing rank 0 before it has written metrics.json.

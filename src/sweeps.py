@@ -20,6 +20,7 @@ import math
 import os
 import re
 import secrets
+import signal
 import statistics
 import subprocess
 import sys
@@ -170,23 +171,68 @@ def run_preset(name: str, overrides: Sequence[str], root: Path = Path("outputs/m
     cmd = preset_command(name, overrides, sweep_dir)
     print("running: " + " ".join(cmd[1:]), flush=True)
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd)
-    try:
-        code = proc.wait()
-    except KeyboardInterrupt:
+    env, left = dict(os.environ), None
+    while True:
+        proc = subprocess.Popen(cmd, env=env)
+        interrupted = False
         try:
-            code = proc.wait()  # train.py stops at a batch boundary and records the job as interrupted
-        except KeyboardInterrupt:  # a second Ctrl-C: stop at once
-            proc.kill()
             code = proc.wait()
-        print("\ninterrupted: summarizing the jobs that finished", file=sys.stderr)
-    if code < 0:  # the basic launcher runs jobs in train.py's own process: it died with the job
-        record_killed(sweep_dir, proc.pid, -code)
-        code = 128 - code
+        except KeyboardInterrupt:
+            interrupted = True
+            try:
+                code = proc.wait()  # train.py stops at a batch boundary and records the job as interrupted
+            except KeyboardInterrupt:  # a second Ctrl-C: stop at once
+                proc.kill()
+                code = proc.wait()
+            print("\ninterrupted: summarizing the jobs that finished", file=sys.stderr)
+        if code < 0:  # the basic launcher runs jobs in train.py's own process: it died with the job
+            record_killed(sweep_dir, proc.pid, -code)
+            code = 128 - code
+        # a hard crash (a segfault, an out-of-memory kill) ended the runner: go on with the jobs not
+        # started yet, as long as each attempt gets further (a user's Ctrl-C or SIGTERM ends the sweep)
+        hard = code > 128 and code - 128 not in (signal.SIGINT, signal.SIGTERM)
+        if interrupted or not (hard or code == 1) or not (sweep_dir / "multirun.yaml").exists():
+            break
+        try:
+            sweep = load_sweep(sweep_dir)
+        except SweepError:
+            break
+        missing = (sweep.expected or 0) - sum(j.folder is not None and j.status != "missing" for j in sweep.jobs)
+        dead = [j for j in sweep.jobs if j.status == "failed" and j.note.startswith("killed")]
+        if missing <= 0 or not dead or (left is not None and missing >= left):
+            break
+        left = missing
+        print(f"[sweep] the runner died with a job ({dead[-1].folder.name}: {dead[-1].note}); "
+              f"going on with the {missing} jobs not run yet", flush=True)  # fmt: skip
+        env[CONTINUE_ENV] = "1"
     print(f"sweep {name}: train.py exited with {code} after {time.perf_counter() - t0:.1f} s", flush=True)
     if (sweep_dir / "multirun.yaml").exists():
         summarize(sweep_dir)
     return code, sweep_dir
+
+
+CONTINUE_ENV = "RNN_MEMORY_SWEEP_CONTINUE"  # set by run_preset when it goes on after a hard crash
+
+
+def already_run(cfg: Any) -> dict[str, Any] | None:
+    """In a sweep that `run_preset` goes on with after its runner died, a job whose folder already
+    holds a record (metrics.json), or the remains of a job that died with the runner, is not run
+    again and nothing of it is touched: returns its metrics (remains are recorded `failed` first).
+    None: run the job (always, outside such a sweep)."""
+    if not os.environ.get(CONTINUE_ENV):
+        return None
+    folder = Path(str(cfg.paths.output_dir))
+    record = folder / "metrics.json"
+    if not record.exists():
+        remains = [p.name for p in folder.iterdir() if p.name not in (".hydra", ".lock", "train.log")]
+        if not remains:
+            return None  # never started: run it
+        error = "its process died with the sweep's runner before it finished; not run again, its files are kept"
+        record.write_text(json.dumps({"status": "failed", "error": error}, indent=2) + "\n")
+    metrics, _ = _read(record, json.loads)
+    metrics = metrics if isinstance(metrics, dict) else {}
+    print(f"[sweep] {folder.name}: already recorded ({metrics.get('status', 'unreadable')}); not run again", flush=True)
+    return metrics
 
 
 def record_killed(sweep_dir: Path, pid: int, signum: int) -> None:
@@ -201,7 +247,7 @@ def record_killed(sweep_dir: Path, pid: int, signum: int) -> None:
     for folder in _job_folders(sweep_dir) if sweep_dir.is_dir() else []:
         pid_text, _ = _read(folder / PID_FILE, str.strip)
         if pid_text == str(pid) and not (folder / "metrics.json").exists():
-            error = f"killed by {name} (a hard crash such as a segfault or an out-of-memory kill); the sweep stopped"
+            error = f"killed by {name} (a hard crash such as a segfault or an out-of-memory kill)"
             (folder / "metrics.json").write_text(json.dumps({"status": "failed", "error": error}, indent=2) + "\n")
             print(f"error: job {folder.name} {error}.", file=sys.stderr)
 

@@ -74,3 +74,14 @@ def wait_for_file(pattern: str, root: Path, proc: subprocess.Popen, timeout: flo
     proc.kill()
     proc.communicate()
     raise AssertionError(f"{pattern} did not appear under {root} within {timeout} s")
+
+
+def abort_when(value: Any, crash_at: Any) -> Any:
+    """A callback for `+callbacks.boom=...` in a sweep: the job whose `value` equals `crash_at` dies
+    at once with SIGABRT (as a segfault or an out-of-memory kill would end it); the others get a
+    callback that does nothing."""
+    import pytorch_lightning as pl
+
+    if value == crash_at:
+        os.abort()
+    return pl.Callback()

@@ -165,19 +165,24 @@ def test_summary_out_holds_everything_and_an_unwritable_one_is_one_sentence(fail
     )
 
 
-def test_a_job_killed_hard_is_recorded_with_its_signal(tmp_path):
-    # A job that dies with its process (here SIGABRT, as a segfault or an OOM kill would) took the
-    # basic launcher's sweep with it, leaving a folder without a word; now sweep.py records it.
+def test_a_job_killed_hard_is_recorded_and_the_sweep_goes_on(tmp_path):
+    # A job that dies with its process (here SIGABRT, as a segfault or an OOM kill would) takes the
+    # basic launcher's runner with it: sweep.py records it with its signal and goes on with the jobs
+    # not run yet, in the same folder; the finished ones are not run again.
     sweep = tmp_path / "hidden"
     r = run_cli(
-        "hidden", "hydra/launcher=basic", "+callbacks.boom._target_=os.abort", *BUDGET,
+        "hidden", "hydra/launcher=basic", "+callbacks.boom._target_=tests.run_helpers.abort_when",
+        "+callbacks.boom.value=${model.hidden}", "+callbacks.boom.crash_at=8", *BUDGET,
         f"hydra.sweep.dir={sweep}", script="sweep.py",
     )  # fmt: skip
-    assert r.returncode == 128 + 6, r.stderr[-2000:]
-    m = json.loads((sweep / "0_model.hidden=2" / "metrics.json").read_text())
+    m = json.loads((sweep / "1_model.hidden=8" / "metrics.json").read_text())
     assert m["status"] == "failed" and m["error"].startswith("killed by SIGABRT")
-    assert "3 expected; 0 completed, 0 interrupted, 1 failed, 2 missing" in r.stdout
-    assert "failed: 0_model.hidden=2: killed by SIGABRT" in r.stdout
+    assert "[sweep] the runner died with a job (1_model.hidden=8: killed by SIGABRT" in r.stdout
+    assert "[sweep] 0_model.hidden=2: already recorded (completed); not run again" in r.stdout
+    assert "3 expected; 2 completed, 0 interrupted, 1 failed, 0 missing" in r.stdout
+    assert "failed: 1_model.hidden=8: killed by SIGABRT" in r.stdout
+    assert json.loads((sweep / "2_model.hidden=50" / "metrics.json").read_text())["status"] == "completed"
+    assert r.returncode == 1, r.stderr[-2000:]  # not every job completed
 
 
 def test_parallel_launcher_shares_the_cores_and_tensorboard_compares_the_jobs(tmp_path):
