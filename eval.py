@@ -132,15 +132,9 @@ def evaluate(cfg: Any, run_dir: Path, samples: int) -> tuple[dict[str, Any], lis
     )
     trainer.test(module, datamodule=dm, verbose=False)
     metrics = {k: float(v) for k, v in sorted(trainer.callback_metrics.items()) if k.startswith("test/")}
-    from src.diagnostics import gradient_by_delay, timescales, window_memory
+    from src.diagnostics import diagnose
 
-    x, y, mask = (t.cpu() for t in dm.test_set)
-    symbols = task.vocab if task.encoding in ("onehot", "embedding") and not x.is_floating_point() else None
-    diagnostics = {
-        "memory": window_memory(net, x, symbols),
-        "timescales": timescales(net, x),
-        "gradient_by_delay": gradient_by_delay(net, x, module.loss, y, mask) if x.dim() == 2 else None,
-    }
+    diagnostics = diagnose(net, task, *dm.test_set, module.loss)
     return {**metrics, "chance": chance, **diagnostics}, sample_table(module, dm, samples), ckpt
 
 
@@ -152,7 +146,7 @@ def trained_result(run_dir: Path) -> dict[str, Any]:
 
 
 def summary(metrics: dict[str, Any], trained: dict[str, Any], rows: list[dict[str, Any]]) -> str:
-    from src.terminal import fmt, sample_ok
+    from src.terminal import diagnostics_lines, fmt, sample_ok
 
     lines = ["Sample windows (input -> expected | predicted):"] if rows else []
     lines += [f"  {'ok ' if sample_ok(r) else 'ERR'} {r['input']} -> {r['expected']} | {r['predicted']}" for r in rows]
@@ -166,29 +160,7 @@ def summary(metrics: dict[str, Any], trained: dict[str, Any], rows: list[dict[st
                 f"  {name:<12}{fmt(metrics[f'test/{name}']):>12}{fmt(old) if old is not None else '-':>12}"
                 f"{fmt(chance) if chance is not None else '-':>12}"
             )
-    mem = metrics.get("memory")
-    if mem:
-        what = "accuracy" if mem["kind"] == "accuracy" else "r2"
-        lines += [
-            "",
-            f"  memory: a linear readout of the input k steps back from the encoder's state after the window's "
-            f"last step ({what}; chance {fmt(mem['chance'])})",
-            "  " + "  ".join(f"k={k}: {fmt(s)}" for k, s in zip(mem["delays"], mem["score"], strict=True)),
-            f"  capacity {mem['capacity']:.2f} of {len(mem['delays'])} steps (chance-corrected sum over k)",
-        ]
-    ts = metrics.get("timescales")
-    if ts:
-        lines.append(
-            f"  timescales ({ts['kind']}, first layer, {ts['units']} units): retention median {fmt(ts['retention_median'])}, "
-            f"p90 {fmt(ts['retention_p90'])}; -1/ln(retention) median {fmt(ts['timescale_median'])} steps, "
-            f"p90 {fmt(ts['timescale_p90'])}"
-        )
-    grads = metrics.get("gradient_by_delay")
-    if grads:
-        top = max(grads) or 1.0
-        lines.append(
-            "  ||dL/d input k steps back|| / max: " + "  ".join(f"k={k}: {g / top:.2g}" for k, g in enumerate(grads))
-        )
+    lines += diagnostics_lines(metrics)
     return "\n".join(lines)
 
 

@@ -55,8 +55,8 @@ TRAINER_KEYS = {
 }  # fmt: skip
 # The top level of conf/train.yaml, and the keys of its plain nodes (the `_target_` nodes, such as
 # optim.optimizer, the callbacks and loggers, are checked by the constructor they name).
-TOP_KEYS = {"seed", "optimized_metric", "ckpt_path", "init_from", "samples", "progress", "paths", "data", "optim",
-            "trainer", "task", "model", "hardware", "callbacks", "logger"}  # fmt: skip
+TOP_KEYS = {"seed", "optimized_metric", "ckpt_path", "init_from", "samples", "progress", "diagnostics", "paths",
+            "data", "optim", "trainer", "task", "model", "hardware", "callbacks", "logger"}  # fmt: skip
 NODES = ("paths", "data", "optim", "trainer", "task", "model", "hardware")
 GROUPS = ("task", "model", "hardware", "callbacks", "logger", "debug", "experiment", "hparams_search")
 OPTIM_KEYS = {"optimizer", "scheduler", "grad_clip"}

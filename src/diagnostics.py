@@ -187,3 +187,24 @@ def gradient_by_delay(
     loss_fn(out, y, mask).backward()
     per_step = e.grad.norm(dim=-1).mean(dim=0)  # (time,)
     return per_step.flip(0).tolist()
+
+
+def diagnose(net: nn.Module, task: Any, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor, loss_fn: Any) -> dict:
+    """Every diagnostic of a trained network on one set of windows (x, y, mask), JSON-ready; a
+    part that does not apply to this network or task is None. Runs on the CPU copies of the set:
+    once at the end of a run (train.py) or of an evaluation (eval.py), never per step."""
+    was_training = net.training
+    net.eval()
+    x, y, mask = (t.detach().cpu() for t in (x, y, mask))
+    device = next(net.parameters()).device
+    net.cpu()
+    try:
+        symbols = task.vocab if task.encoding in ("onehot", "embedding") and not x.is_floating_point() else None
+        return {
+            "memory": window_memory(net, x, symbols),
+            "timescales": timescales(net, x),
+            "gradient_by_delay": gradient_by_delay(net, x, loss_fn, y, mask) if x.dim() == 2 else None,
+        }
+    finally:
+        net.to(device)
+        net.train(was_training)

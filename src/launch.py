@@ -185,6 +185,7 @@ RESUMABLE = (
     "trainer.enable_progress_bar",
     "progress",
     "samples",
+    "diagnostics",
     "logger",
 )
 _RESUME: dict[str, Any] = {}  # this process's resume (run, checkpoint, step, overrides), for resumes.yaml

@@ -183,7 +183,33 @@ def final_numbers(metrics: dict[str, Any]) -> dict[str, float]:
                 out[f"{TARGET}/{name}"] = float(target[key])
     if isinstance(target.get("first_hit_step"), (int, float)):
         out[f"{TARGET}/first_hit_step"] = float(target["first_hit_step"])
+    diag = metrics.get("diagnostics") or {}
+    if diag.get("memory"):  # src/diagnostics.py: what the trained network holds
+        out[f"{TARGET}/memory_capacity"] = float(diag["memory"]["capacity"])
+    if diag.get("timescales"):
+        out[f"{TARGET}/timescale_median"] = float(diag["timescales"]["timescale_median"])
     return out
+
+
+def diagnostics_markdown(metrics: dict[str, Any]) -> str | None:
+    """Memory per delay (and gradient by distance) as a markdown table for the Text tab."""
+    diag = metrics.get("diagnostics") or {}
+    mem = diag.get("memory")
+    if not mem:
+        return None
+    grads = diag.get("gradient_by_delay") or []
+    top = max(grads) if grads else 0.0
+    lines = [
+        f"Linear readout of the input k steps back from the final state ({mem['kind']}; chance {mem['chance']:.3g}); "
+        f"capacity {mem['capacity']:.2f}",
+        "",
+        "| k | recall | gradient / max |",
+        "|---|---|---|",
+    ]
+    for k, score in zip(mem["delays"], mem["score"], strict=True):
+        g = f"{grads[k] / top:.2g}" if top and k < len(grads) else "-"
+        lines.append(f"| {k} | {score:.3f} | {g} |")
+    return "\n".join(lines)
 
 
 def samples_markdown(rows: list[dict[str, Any]]) -> str:
@@ -266,6 +292,9 @@ def _record_tensorboard(
     writer.add_custom_scalars(custom_scalars_layout(metrics))
     # tensorboard's own text summary: torch's add_text would name the card samples/test/text_summary
     writer._get_file_writer().add_summary(text_pb("samples/test", table), step)
+    memory = diagnostics_markdown(metrics)
+    if memory:
+        writer._get_file_writer().add_summary(text_pb("diagnostics/memory", memory), step)
     lg.hparams = dict(hparams)
     Path(lg.log_dir).mkdir(parents=True, exist_ok=True)
     save_hparams_to_yaml(os.path.join(lg.log_dir, lg.NAME_HPARAMS_FILE), lg.hparams)

@@ -128,6 +128,10 @@ def validate(cfg: DictConfig) -> tuple[Any, dict[str, Any], int]:
         raise ConfigError("data.batch_size must give every process at least one stream.")
     check_run(cfg, task)
     check_progress(cfg.get("progress", True))
+    if not isinstance(cfg.get("diagnostics", True), bool):
+        raise ConfigError(
+            f"diagnostics={cfg.diagnostics!r} is not allowed; use true (probe the trained network) or false."
+        )
     from src.launch import is_primary
 
     if is_primary():  # for all of its processes; the others would see memory rank 0 already holds
@@ -296,6 +300,11 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         # trainer.test returns none: read them where callbacks do
         test = {k: v for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
         rows = sample_table(module, dm, cfg.samples)
+        diagnostics = None
+        if cfg.get("diagnostics", True) and trainer.is_global_zero:  # off the hot path: once, on the test weights
+            from src.diagnostics import diagnose
+
+            diagnostics = diagnose(module.net, task, *dm.test_set, module.loss)
         metrics: dict[str, Any] = {
             "status": "completed",
             "task": task.name,
@@ -319,6 +328,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             **timer.summary(),
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "torch_threads": torch.get_num_threads(),  # a parallel launcher's share of the cores
+            **({"diagnostics": diagnostics} if diagnostics else {}),
         }
         signals.check()  # a signal during test
         if trainer.is_global_zero:

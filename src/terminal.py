@@ -316,6 +316,36 @@ def sample_ok(row: dict[str, Any]) -> bool:
     return all(round(p) == e if float(e).is_integer() else abs(p - e) <= CONTINUOUS_TOLERANCE for p, e in pairs)
 
 
+def diagnostics_lines(d: dict[str, Any]) -> list[str]:
+    """What a trained network holds (src/diagnostics.py), as the terminal prints it: memory per
+    delay with its chance, the first layer's timescales, the gradient by distance."""
+    lines: list[str] = []
+    mem = d.get("memory")
+    if mem:
+        what = "accuracy" if mem["kind"] == "accuracy" else "r2"
+        lines += [
+            "",
+            f"  memory: a linear readout of the input k steps back from the encoder's state after the window's "
+            f"last step ({what}; chance {fmt(mem['chance'])})",
+            "  " + "  ".join(f"k={k}: {fmt(s)}" for k, s in zip(mem["delays"], mem["score"], strict=True)),
+            f"  capacity {mem['capacity']:.2f} of {len(mem['delays'])} steps (chance-corrected sum over k)",
+        ]
+    ts = d.get("timescales")
+    if ts:
+        lines.append(
+            f"  timescales ({ts['kind']}, first layer, {ts['units']} units): retention median "
+            f"{fmt(ts['retention_median'])}, p90 {fmt(ts['retention_p90'])}; -1/ln(retention) median "
+            f"{fmt(ts['timescale_median'])} steps, p90 {fmt(ts['timescale_p90'])}"
+        )
+    grads = d.get("gradient_by_delay")
+    if grads:
+        top = max(grads) or 1.0
+        lines.append(
+            "  ||dL/d input k steps back|| / max: " + "  ".join(f"k={k}: {g / top:.2g}" for k, g in enumerate(grads))
+        )
+    return lines
+
+
 def print_summary(metrics: dict[str, Any], rows: list[dict[str, Any]], out_dir: Path) -> None:
     w = metrics.get("weights") or {}
     where = ", predicted by the test weights" if "test" in w else ""
@@ -360,5 +390,6 @@ def print_summary(metrics: dict[str, Any], rows: list[dict[str, Any]], out_dir: 
         else:
             lines.append(f"  target {goal}: not reached (best {fmt(tgt['best'])})")
     lines.append(f"  steps {metrics['steps']}, params {metrics['params']}, wall {metrics['wall_time_s']:.1f} s")
+    lines += diagnostics_lines(metrics.get("diagnostics") or {})  # of the test weights, on the test set
     lines.append(f"Run folder: {out_dir}")
     print("\n".join(lines), flush=True)

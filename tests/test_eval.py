@@ -52,6 +52,9 @@ def test_as_trained_reproduces_the_runs_test_result_and_leaves_the_run_alone(run
     assert memory["delays"] == [0, 1, 2, 3, 4] and memory["kind"] == "accuracy"
     assert memory["score"][1] > 0.5 and max(memory["score"][3:]) < 0.1  # 250 windows fit 100 classes
     assert "memory: a linear readout" in done.stdout
+    # the run's own end-of-run diagnostics: the same weights on the same test set give the same numbers
+    assert trained["diagnostics"]["memory"]["score"] == pytest.approx(memory["score"])
+    assert trained["diagnostics"]["timescales"] == pytest.approx(record["timescales"])
 
 
 def test_a_changed_lag_shows_what_the_network_did_not_learn(run: Path, tmp_path: Path) -> None:

@@ -235,6 +235,18 @@ def test_samples_text_with_ok_column(board: TensorBoard, logdir: Path) -> None:
     assert hparams["model.hidden"] == 50 and hparams["task.name"] == "echo_lag"
 
 
+def test_what_the_network_holds_is_served(board: TensorBoard, logdir: Path) -> None:
+    """The end-of-run diagnostics: memory per delay as a Text table, the capacity as a scalar, both
+    the numbers metrics.json holds."""
+    metrics = json.loads((logdir / "run" / "metrics.json").read_text())
+    memory = metrics["diagnostics"]["memory"]
+    q = urllib.parse.urlencode({"run": "run/tb", "tag": "diagnostics/memory"})
+    (entry,) = board.get(f"/data/plugin/text/text?{q}")
+    assert entry["text"].count("<tr>") == 1 + len(memory["delays"])  # header and one row per delay k
+    capacity = board.scalars("run/tb", "val_target/memory_capacity")
+    assert capacity == [(RUN_STEPS, pytest.approx(memory["capacity"], rel=1e-5))]
+
+
 def test_stateful_points_count_optimizer_steps(cfg_factory) -> None:
     """A stateful task updates the weights twice per batch (chunk 8, tbptt 4): validations every 5
     batches sit at 10, 20, ... optimizer steps, train/loss every 4 steps, as metrics.json counts them."""
