@@ -2,6 +2,8 @@
 
     python sweep.py list                                 presets in conf/sweep/
     python sweep.py <preset> [override ...]              run it (train.py -m, parallel launcher), then summarize
+    python sweep.py border [override ...]                smallest hidden size per (cell, lag), by search
+                                                         (conf/sweep/border.yaml, src/border.py)
     python sweep.py summarize <multirun folder> [--metric test/exact] [--threshold 0.99]
                                                 [--x KEY] [--y KEY] [--out DIR]
 
@@ -39,6 +41,11 @@ def main(argv: list[str]) -> int:
             a = p.parse_args(argv[1:])
             summarize(a.folder, metric=a.metric, threshold=a.threshold, out=a.out, x=a.x, y=a.y)
             return 0
+        if argv[0] == "border":  # a search, not a train.py -m grid
+            from src.border import run_border
+
+            code, _ = run_border(argv[1:])
+            return code
         if argv[0].startswith("-") or argv[0] in COMMANDS:
             raise SweepError(
                 f"unknown option {argv[0]!r}; use: sweep.py list | <preset> [overrides] | summarize <folder>."
