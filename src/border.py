@@ -18,7 +18,6 @@ import csv
 import io
 import json
 import math
-import shutil
 import statistics
 import sys
 import time
@@ -174,13 +173,13 @@ def read_done(job: Path) -> dict[str, Any] | None:
 
 def run_job(search: Search, cell: str, lag: int, hidden: int, seed: int, folder: Path) -> dict[str, Any]:
     """metrics.json of the job: read when it completed before, else trained now (its output goes to
-    <job>/border.log; an unfinished earlier attempt is removed first)."""
+    <job>/border.log; an unfinished earlier attempt is moved aside to <job>.unfinished-<time>)."""
     job = folder / job_name(cell, lag, hidden, seed)
     done = read_done(job)
     if done is not None:
         return done
-    if job.exists():
-        shutil.rmtree(job)  # an attempt stopped before it completed: start it again
+    if job.exists():  # an attempt that did not complete: kept beside, never deleted, and started again
+        job.rename(job.with_name(f"{job.name}.unfinished-{time.strftime('%Y%m%d-%H%M%S')}"))
     from src.run import train
 
     cfg = compose_job(search, cell, lag, hidden, seed, job)
