@@ -92,13 +92,20 @@ def encoder_states(net: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
     """The first (encoder) cell's output at every step, (batch, time, hidden), for a network built by
     src/models (input encoder -> topology whose first cell is `rnn`); None for a topology that does
     not read the window step by step (one_to_one)."""
-    from src.models.topologies import OneToOne
-
-    rnn = getattr(getattr(net, "topology", None), "rnn", None)
-    if rnn is None or isinstance(net.topology, OneToOne):
+    rnn = _stepwise_rnn(net)
+    if rnn is None:
         return None
     with torch.no_grad():
         return rnn(net.encoder(x), None)[0]
+
+
+def _stepwise_rnn(net: nn.Module) -> nn.Module | None:
+    """The encoder cell of a network that reads its window one step at a time; None otherwise
+    (one_to_one reads the whole window as one step: no per-step state to probe)."""
+    from src.models.topologies import OneToOne
+
+    rnn = getattr(getattr(net, "topology", None), "rnn", None)
+    return None if rnn is None or isinstance(net.topology, OneToOne) else rnn
 
 
 def window_memory(net: nn.Module, x: torch.Tensor, vocab: int | None, max_delay: int = 32) -> dict[str, Any] | None:
@@ -147,7 +154,7 @@ def timescales(net: nn.Module, x: torch.Tensor) -> dict[str, Any] | None:
     """
     from src.models.cells import GRUCell, LRUCell, LSTMCell, MinGRUCell, RNNCell
 
-    rnn = getattr(getattr(net, "topology", None), "rnn", None)
+    rnn = _stepwise_rnn(net)
     if rnn is None:
         return None
     with torch.no_grad():
@@ -184,8 +191,8 @@ def gradient_by_delay(
     signal reaches. `loss_fn(out, y, mask)` is the training loss."""
     e = net.encoder(x).detach().requires_grad_(True)
     out, _ = net.topology(e, None, net.out_len)
-    loss_fn(out, y, mask).backward()
-    per_step = e.grad.norm(dim=-1).mean(dim=0)  # (time,)
+    (grad,) = torch.autograd.grad(loss_fn(out, y, mask), e)  # the weights' .grad stay untouched
+    per_step = grad.norm(dim=-1).mean(dim=0)  # (time,)
     return per_step.flip(0).tolist()
 
 

@@ -302,7 +302,7 @@ def test_presets_cover_the_grids_they_promise():
 
 def test_sweep_py_refuses_bad_input_before_any_work(tmp_path):
     r = run_cli("nope", script="sweep.py")
-    assert r.returncode == 2 and "sweep preset 'nope' does not exist; choose one of: capacity" in r.stderr
+    assert r.returncode == 2 and "sweep preset 'nope' does not exist; choose one of: border, capacity," in r.stderr
     run_dir = tmp_path / "single"
     (run_dir / ".hydra").mkdir(parents=True)
     r = run_cli("summarize", str(run_dir), script="sweep.py")
