@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+import pytest
 import torch
 from omegaconf import OmegaConf
 
@@ -66,6 +67,7 @@ def test_train_stream_ranks_draw_distinct_reproducible_batches(tmp_path):
     assert torch.equal(x0[3], streams[0].get(3)[0])  # batch k is a pure function of (seed, rank, k)
 
 
+@pytest.mark.slow(reason="two 2-process DDP jobs (~15 s); single DDP runs are tested by default")
 def test_multirun_with_ddp_runs_each_job_once_in_its_own_complete_folder(tmp_path):
     sweep = tmp_path / "sweep"
     res = run_cli(

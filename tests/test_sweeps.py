@@ -213,6 +213,7 @@ def test_parallel_launcher_shares_the_cores_and_tensorboard_compares_the_jobs(tm
     assert len(image) == 1 and image[0].width > 100
 
 
+@pytest.mark.slow(reason="a third launcher end to end (~10 s); the basic and parallel ones run by default")
 def test_submitit_local_launcher_runs_the_sweep(tmp_path):
     sweep = tmp_path / "sweep"
     r = run_cli(
@@ -230,6 +231,7 @@ def test_submitit_local_launcher_runs_the_sweep(tmp_path):
 @pytest.mark.skipif(
     importlib.util.find_spec(OPTUNA_PLUGIN) is None, reason="the Optuna extra: pip install -r requirements-optuna.txt"
 )
+@pytest.mark.slow(reason="two real Optuna trials (~10 s); its preset is validated by default")
 def test_optuna_search_composes_and_runs_two_trials(tmp_path):
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
         cfg = compose("train", overrides=["hparams_search=echo_optuna"], return_hydra_config=True)
