@@ -2,11 +2,11 @@
 `pip install -r requirements-loggers.txt`), and `record_run`, the end-of-run record (the chosen
 hyperparameters, final metrics, sample predictions) written to whichever loggers a run has.
 
-What a point's step means, for every logger: a point at step s was measured on the weights after s
-optimizer steps.
-- `train/loss` at s: the loss of the batch that drove update s + 1, logged every
-  `trainer.log_every_n_steps` steps (s = 0, n, 2n, ...) and for the last batch of the fit.
-- `val/*` and `val_chance/*` at s: the validation after s steps (so never at step 0).
+What a point's step means, for every logger: the number of optimizer steps taken when it was known.
+- `train/loss` at s: the loss of the batch that drove update s (measured on the weights after s - 1
+  steps, as training computes it), every `trainer.log_every_n_steps` steps (s = n, 2n, ...) and for
+  the last update of the fit: the curve ends at the final step, and has no point before training.
+- `val/*` and `val_chance/*` at s: the validation of the weights after s steps (never at step 0).
 - `test/*` and `val_target/*`: once, at the final step.
 Chance levels are `val_chance/*` and the end-of-run numbers `val_target/*`: TensorBoard sorts card
 groups by name, so both come after test, train and val.
@@ -79,8 +79,8 @@ class TensorBoardLogger(_TensorBoardLogger):
     def resume_at(self, step: int) -> None:
         """A resumed run logs again from its checkpoint's step: TensorBoard drops the killed
         process's points at steps >= step (SummaryWriter's purge_step), so no step is shown twice.
-        The evaluation points at exactly that step were measured before the checkpoint and are not
-        measured again, so they are written anew after the purge."""
+        The points at exactly that step (its validation, the loss of update `step`) were measured
+        before the checkpoint and are not measured again, so they are written anew after the purge."""
         from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
         from tensorboard.util.tensor_util import make_ndarray
 
@@ -90,7 +90,7 @@ class TensorBoardLogger(_TensorBoardLogger):
             for ev in EventFileLoader(str(f)).Load()
             if ev.step == step
             for v in ev.summary.value
-            if v.HasField("tensor") and not v.tensor.tensor_shape.dim and not v.tag.startswith("train/")
+            if v.HasField("tensor") and not v.tensor.tensor_shape.dim
         ]
         self._kwargs["purge_step"] = step
         for tag, value in dict(kept).items():  # the latest point per tag

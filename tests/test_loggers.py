@@ -90,9 +90,9 @@ def test_wandb_offline_gets_hparams_final_metrics_and_samples(cfg_factory, tmp_p
     assert summary["test/exact"] == pytest.approx(metrics["test/exact"])
     assert summary["val_chance/exact"] == pytest.approx(0.01)
     assert summary["val_target/steps"] == 40
-    # train/loss points carry their step (Lightning's trainer/global_step) at 0, 20 and the last batch
+    # train/loss points carry their step (Lightning's trainer/global_step): every 20 updates, to the last
     history = _items(records, "history")
-    assert [h["trainer/global_step"] for h in history if "train/loss" in h] == [0, 20, 39]
+    assert [h["trainer/global_step"] for h in history if "train/loss" in h] == [20, 40]
     assert "epoch" not in {k for h in history for k in h}
     (table,) = offline.glob("files/media/table/samples/test_*.table.json")
     samples = json.loads(table.read_text())
@@ -129,7 +129,7 @@ def test_mlflow_file_store_gets_hparams_final_metrics_and_samples(cfg_factory, t
     assert found.data.metrics["val_chance/exact"] == pytest.approx(0.01)
     assert "epoch" not in found.data.metrics
     history = client.get_metric_history(found.info.run_id, "train/loss")
-    assert [m.step for m in history] == [0, 20, 39]
+    assert [m.step for m in history] == [20, 40]  # every 20 updates, to the last; none before training
     assert [m.step for m in client.get_metric_history(found.info.run_id, "val/exact")] == [20, 40]
     samples = Path(client.download_artifacts(found.info.run_id, "samples/test.md", str(tmp_path))).read_text()
     assert samples.startswith("| | input | expected | predicted |") and samples.count("\n") == 3

@@ -35,10 +35,10 @@ HIDDEN = (2, 4, 8)
 
 @pytest.fixture(scope="module")
 def logdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One TensorBoard root: a default run (checkpoints kept every 20 steps, to recompute losses)
+    """One TensorBoard root: a default run (a checkpoint kept after every step, to recompute losses)
     and a sweep over model.hidden."""
     root = tmp_path_factory.mktemp("tb_view")
-    keep = ["callbacks.last_checkpoint.every_n_train_steps=20", "callbacks.last_checkpoint.save_top_k=-1"]
+    keep = ["callbacks.last_checkpoint.every_n_train_steps=1", "callbacks.last_checkpoint.save_top_k=-1"]
     run = run_cli(*TINY, *keep, f"trainer.max_steps={RUN_STEPS}", f"hydra.run.dir={root}/run")
     assert run.returncode == 0, run.stderr[-3000:]
     sweep = run_cli(
@@ -146,15 +146,16 @@ def test_curves_sit_at_the_steps_that_measured_them(board: TensorBoard, logdir: 
         assert [s for s, _ in val] == list(range(20, steps + 1, 20)), (run, val)
         assert val[-1][1] == pytest.approx(metrics["val/exact"], rel=1e-6)
         train = board.scalars(run, "train/loss")
-        # every 20 steps from the first batch, and the last batch (the weights after steps - 1 updates)
-        assert [s for s, _ in train] == [*range(0, steps, 20), steps - 1], (run, train)
+        # every 20 steps up to the last one, beside the validations; none before training (step 0)
+        assert [s for s, _ in train] == list(range(20, steps + 1, 20)), (run, train)
         assert train[-1][1] == pytest.approx(metrics["train/loss"], rel=1e-6)
         assert [s for s, _ in board.scalars(run, "test/exact")] == [steps]
 
 
 def test_train_loss_is_the_loss_at_its_step(board: TensorBoard, logdir: Path) -> None:
-    """Recompute train/loss at step 20 and 40: the weights after that many steps (the checkpoint
-    saved then) on the batch that followed (batch k of the stream is a pure function of the seed)."""
+    """Recompute train/loss at step 20 and 40: the loss of the batch that drove that update (batch
+    step - 1 of the stream, a pure function of the seed) on the weights it met (the checkpoint after
+    step - 1 updates)."""
     import torch
 
     from src.datamodules.sequence_datamodule import SequenceDataModule
@@ -168,9 +169,9 @@ def test_train_loss_is_the_loss_at_its_step(board: TensorBoard, logdir: Path) ->
     stream = SequenceDataModule(task, seed=cfg.seed, **cfg.data).train_stream(0, RUN_STEPS)
     for step in (20, 40):
         module = SequenceModule(build_net(task, net_kwargs), task, optimizer=torch.optim.Adam)
-        ckpt = torch.load(logdir / f"run/checkpoints/epoch=0-step={step}.ckpt", weights_only=False)
+        ckpt = torch.load(logdir / f"run/checkpoints/epoch=0-step={step - 1}.ckpt", weights_only=False)
         module.load_state_dict(ckpt["state_dict"])
-        x, y, mask, _ = stream.get(step)
+        x, y, mask, _ = stream.get(step - 1)
         with torch.no_grad():
             loss = module.loss(module.net(x)[0], y, mask).item()
         assert logged[step] == pytest.approx(loss, rel=1e-5), step
@@ -249,7 +250,8 @@ def test_what_the_network_holds_is_served(board: TensorBoard, logdir: Path) -> N
 
 def test_stateful_points_count_optimizer_steps(cfg_factory) -> None:
     """A stateful task updates the weights twice per batch (chunk 8, tbptt 4): validations every 5
-    batches sit at 10, 20, ... optimizer steps, train/loss every 4 steps, as metrics.json counts them."""
+    batches sit at 10, 20, ... optimizer steps, train/loss every 4 steps up to the last, as
+    metrics.json counts them."""
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     from src.run import train
@@ -270,6 +272,6 @@ def test_stateful_points_count_optimizer_steps(cfg_factory) -> None:
     events = EventAccumulator(str(Path(cfg.paths.output_dir) / "tb"))
     events.Reload()
     assert [e.step for e in events.Scalars("val/exact")] == [10, 20, 30, 40]
-    assert [e.step for e in events.Scalars("train/loss")] == [*range(0, 40, 4), 39]
+    assert [e.step for e in events.Scalars("train/loss")] == list(range(4, 41, 4))
     assert events.Scalars("train/loss")[-1].value == pytest.approx(metrics["train/loss"], rel=1e-6)
     assert [e.step for e in events.Scalars("test/exact")] == [40]

@@ -116,11 +116,13 @@ class SequenceModule(pl.LightningModule):
         return loss
 
     def _train_loss(self, loss: torch.Tensor) -> None:
-        """Call before the optimizer step `loss` drives: record it at the current step (see
-        src/loggers.py for what steps mean). It goes to the loggers directly every `log_interval`
-        steps (logging every step costs more than the step), not through self.log, whose cached
-        step value Lightning re-sends on its own schedule, one batch late."""
-        step = self.global_step
+        """Call before the optimizer step `loss` drives: record it at the step that update makes
+        (global_step + 1; see src/loggers.py for what steps mean), so the curve runs from step
+        `log_interval` to the last step, beside the validations, with no point before training. It
+        goes to the loggers directly every `log_interval` steps (logging every step costs more than
+        the step), not through self.log, whose cached step value Lightning re-sends on its own
+        schedule, one batch late."""
+        step = self.global_step + 1
         self.last_train = (step, loss.detach())
         if self.log_interval > 0 and step % self.log_interval == 0 and self.loggers:
             value = loss.item()
