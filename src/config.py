@@ -114,9 +114,9 @@ def make_task(task: Any, tbptt: int = 1) -> Task:
     """Validate the `task` config node and freeze it. `tbptt` fills a null `task.chunk`."""
     g = dict(task)
     if "family" in g:  # a task that is a unit of its own: its file checks it (src/datamodules/tasks/)
-        from src.datamodules.tasks import FAMILIES
+        from src.datamodules.tasks import family
 
-        return FAMILIES[_choice("task.family", g["family"], tuple(FAMILIES))].from_config(g)
+        return family(g["family"]).from_config(g)
     check_known_keys("task", g, {f.name for f in dataclasses.fields(Task)})
     stream = _choice("task.stream", g.get("stream", "uniform"), STREAMS)
     framing = _choice("task.framing", g.get("framing", "window"), FRAMINGS)

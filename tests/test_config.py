@@ -55,3 +55,21 @@ def test_help_lists_groups_and_options():
         assert f"{group}:" in res.stdout
     for option in options("task") + options("model"):
         assert option in res.stdout
+
+
+def test_every_task_family_file_is_reachable_through_a_task_yaml():
+    """A family is found by its file name (`task.family=X` imports src.datamodules.tasks.X), so each
+    module of the package must be the family of some conf/task yaml, and an unknown one is refused
+    with the list of files."""
+    import yaml
+
+    from src.config import ConfigError, make_task
+    from src.datamodules.tasks import family, names
+
+    used = {yaml.safe_load(p.read_text())["task"].get("family") for p in (Path(CONF) / "task").glob("*.yaml")}
+    assert set(names()) <= used, f"family files without a conf/task yaml: {set(names()) - used}"
+    for name in names():
+        assert family(name).__module__ == f"src.datamodules.tasks.{name}"
+    with pytest.raises(ConfigError) as err:
+        make_task({"family": "no_such_task"})
+    assert str(err.value) == f"task.family='no_such_task' is not allowed; choose one of: {', '.join(names())}."

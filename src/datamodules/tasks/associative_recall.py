@@ -82,3 +82,6 @@ class AssociativeRecall(Task):
         never sees the input scores loss = ln(values) (cross-entropy on the query steps), accuracy
         1 / values, exact match values^-n_queries."""
         return {"loss": math.log(self.values), "acc": 1 / self.values, "exact": self.values**-self.n_queries}
+
+
+TASK = AssociativeRecall

@@ -74,3 +74,6 @@ class CopyMemory(Task):
             "acc": 1 / self.categories,
             "exact": self.categories**-self.symbols,
         }
+
+
+TASK = CopyMemory

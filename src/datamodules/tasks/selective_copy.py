@@ -80,3 +80,6 @@ class SelectiveCopy(Task):
             "acc": 1 / self.categories,
             "exact": self.categories**-self.n_tokens,
         }
+
+
+TASK = SelectiveCopy
