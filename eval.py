@@ -204,7 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     text += "\n" + summary(metrics, trained, rows) + f"\nEval folder: {out}"
     out.mkdir(parents=True, exist_ok=True)
     (out / "config.yaml").write_text(OmegaConf.to_yaml(cfg))
-    from src.run import write_json
+    from src.files import write_json
 
     write_json(out / "metrics.json", record)
     (out / "eval.log").write_text(text + "\n")

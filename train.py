@@ -82,8 +82,8 @@ def record_interrupt(signum: int) -> None:
     if not HydraConfig.initialized():
         return  # before Hydra chose a run folder: nothing to record
     from src.checks import run_status
+    from src.files import write_json
     from src.launch import is_primary
-    from src.run import write_json
 
     out_dir = Path(str(HydraConfig.get().runtime.output_dir))
     if not is_primary() or not out_dir.is_dir() or run_status(out_dir) is not None:

@@ -21,6 +21,7 @@ from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 from src import signals
 from src.checks import checksum, verify_checksum
 from src.config import ConfigError
+from src.files import write_json
 from src.launch import RunFailed, RunInterrupted
 
 
@@ -177,8 +178,6 @@ def stop_report(err: BaseException, trainer: pl.Trainer, guard: RunGuard, out_di
     """Turn what ended a fit, test or the end-of-run writing into the exception `train` raises,
     and record it in metrics.json (rank 0), so a stopped run's folder says why it stopped. Unknown
     errors pass through (`src.run.record_failure` records them)."""
-    from src.run import write_json
-
     last = guard.ckpt_dir / "last.ckpt"
     record: dict[str, Any] = {"step": trainer.global_step, "checkpoint": str(last) if last.exists() else None}
     if isinstance(err, StopRequested | signals.SignalStop):

@@ -3,8 +3,6 @@ tests and sweeps call it in-process with a config composed by Hydra's compose AP
 
 from __future__ import annotations
 
-import json
-import os
 import resource
 import sys
 import time
@@ -16,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from src import signals
 from src.checks import build, check_checkpoint, check_ckpt_path, check_nodes, check_output_dir, check_run
 from src.config import ConfigError, check_data, check_known_keys, check_model, make_task
+from src.files import write_json
 from src.limits import check_cluster, check_memory, check_threads
 from src.terminal import banner, check_progress, keep_log, logged_run, print_summary, weights_used
 
@@ -171,13 +170,6 @@ def sample_table(module: Any, dm: Any, n: int) -> list[dict[str, Any]]:
             }
         )
     return rows
-
-
-def write_json(path: Path, data: dict[str, Any]) -> None:
-    """Write atomically: a crash mid-write never leaves a truncated metrics.json."""
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
-    os.replace(tmp, path)
 
 
 @logged_run  # what train prints also goes to <run>/train.log

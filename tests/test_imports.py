@@ -1,0 +1,31 @@
+"""Module layering: the fit-level helpers do not reach back into the trainer that uses them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_reliability_records_a_stop_without_importing_run(tmp_path):
+    """src.run imports src.reliability; the reverse would be a cycle. A fresh interpreter that
+    imports src.reliability and records a failed fit (stop_report writes metrics.json) must never
+    have imported src.run."""
+    code = f"""
+import json, sys
+from pathlib import Path
+import pytorch_lightning as pl
+from src.launch import RunFailed
+from src.reliability import RunGuard, stop_report
+
+out = Path({str(tmp_path)!r})
+trainer = pl.Trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+err = stop_report(RunFailed("disk full"), trainer, RunGuard(out / "checkpoints"), out)
+assert isinstance(err, RunFailed), err
+assert json.loads((out / "metrics.json").read_text())["status"] == "failed"
+assert "src.run" not in sys.modules, "src.reliability imported src.run"
+"""
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
