@@ -6,18 +6,33 @@ Each failure is one sentence naming the key, the value given and what is allowed
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+
+def registry_names(module: str, registry: str) -> tuple[str, ...]:
+    """The names of registry `registry` (a dict literal with string keys) of `src/<module>.py`, read
+    from its source, not imported: the model modules import torch, seconds that a bad
+    `model.cell` would otherwise wait before its one-sentence refusal."""
+    tree = ast.parse((Path(__file__).parent / f"{module.replace('.', '/')}.py").read_text())
+    for node in tree.body:
+        target = node.targets[0] if isinstance(node, ast.Assign) else getattr(node, "target", None)
+        if isinstance(target, ast.Name) and target.id == registry and isinstance(node.value, ast.Dict):
+            return tuple(ast.literal_eval(key) for key in node.value.keys)
+    raise LookupError(f"src/{module}.py defines no dict literal {registry}")
+
 
 STREAMS = ("uniform", "arithmetic")
 FRAMINGS = ("window", "label")
 TRANSFORMS = ("identity", "invert", "next")
 ENCODINGS = ("onehot", "embedding", "scalar")
 OBJECTIVES = ("classification", "regression")
-CELLS = ("rnn", "lstm", "gru", "lru", "mingru")  # src.models.cells.CELLS: a test keeps them equal
-TOPOLOGIES = ("auto", "last", "aligned", "encdec", "attention", "vector", "one_to_one")  # + src.models.topologies
+CELLS = registry_names("models.cells", "CELLS")  # a new cell is one class in src/models/cells.py
+TOPOLOGIES = ("auto", *registry_names("models.topologies", "TOPOLOGIES"))
 ATTENTION_SCORES = ("dot", "general")
 INITS = ("keras", "torch")
 

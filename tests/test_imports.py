@@ -29,3 +29,21 @@ assert "src.run" not in sys.modules, "src.reliability imported src.run"
 """
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_config_checks_import_no_torch():
+    """Bad input is refused before heavy imports: the cell and topology names come from the model
+    registries' source (src/models/*.py import torch), and validating a task and a model imports no torch."""
+    code = """
+import sys
+from src.config import CELLS, TOPOLOGIES, ConfigError, check_model, make_task
+task = make_task({"context": 5, "lag": 1})
+assert check_model({"cell": "lstm", "hidden": 8, "topology": "auto"}, task)["topology"] == "last"
+try:
+    check_model({"cell": "lstm", "hidden": 8, "topology": "ring"}, task)
+except ConfigError as err:
+    assert "choose one of: auto, last" in str(err), err
+assert "torch" not in sys.modules, "validation imported torch"
+"""
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -15,7 +15,8 @@ tensors (its layout is the cell's own business). `forward` is the parallel form 
 `rnn`, `lstm`, `gru` are PyTorch's fused cells. `lru` (Orvieto et al. 2023) and `mingru` (Feng et
 al. 2024) are plain PyTorch: a linear recurrence in each layer, computed over the whole sequence by
 a scan, stacked in residual blocks (LayerNorm -> recurrence -> GLU -> dropout, + input) as the LRU
-paper does. A new cell is one class here plus its name in `CELLS` (and in `src.config.CELLS`).
+paper does. A new cell is one class here plus its name in `CELLS` (src.config reads its keys
+from this file's source, without importing torch, so it stays a dict literal with string keys).
 """
 
 from __future__ import annotations

@@ -9,7 +9,8 @@ maps the encoded window to the targets:
 `state` is the first (encoder) cell's state: what stateful training carries to the next batch.
 `out_len` is the built one except where a caller asks for another (predict.py on a label-framing
 run reads one target per typed step); topologies with a fixed-size readout refuse that.
-A new topology is one class here plus its name in `TOPOLOGIES` (and in `src.config.TOPOLOGIES`).
+A new topology is one class here plus its name in `TOPOLOGIES` (src.config reads its keys
+from this file's source, without importing torch, so it stays a dict literal with string keys).
 """
 
 from __future__ import annotations
