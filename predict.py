@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -117,40 +116,8 @@ def status_reason(run_dir: Path) -> str:
 
 
 def parse_values(task: Task, words: list[str]) -> list[float] | list[int]:
-    """The typed window, checked against the task: integers in the vocabulary for uniform streams,
-    any numbers for arithmetic; exactly `context` of them for window framing."""
-    if hasattr(task, "parse"):  # a task family reads its own input (src/datamodules/tasks/)
-        return task.parse(words)
-    values = []
-    low, high = task.value_range
-    for w in words:
-        try:
-            v = float(w)
-        except ValueError:
-            raise ConfigError(f"input value {w!r} is not a number.") from None
-        if not math.isfinite(v):
-            raise ConfigError(f"input value {w!r} is not a finite number.")
-        if task.stream != "arithmetic" and (not v.is_integer() or not 0 <= v < task.vocab):
-            raise ConfigError(
-                f"input value {w!r} is outside the vocabulary of task {task.name}; use integers in [0, {task.vocab - 1}]."
-            )
-        if not low <= v <= high:  # the values the stream emits: what the network was trained on
-            raise ConfigError(
-                f"input value {w!r} is outside the values task {task.name} was trained on; use numbers in "
-                f"[{low}, {high}]."
-            )
-        values.append(int(v) if v.is_integer() else v)
-    if task.framing == "label" and len(values) <= task.lag:
-        raise ConfigError(
-            f"got {len(values)} input values, but task {task.name} targets the value task.lag={task.lag} steps back, "
-            f"so no step would have a target; type at least {task.lag + 1}."
-        )
-    if task.framing == "window" and len(values) != task.context:
-        raise ConfigError(
-            f"got {len(values)} input values, but task {task.name} reads windows of task.context={task.context}; "
-            f"type exactly {task.context}."
-        )
-    return values
+    """The typed window, checked against the task (`task.parse`: src/config.py, src/datamodules/tasks/)."""
+    return task.parse(words)
 
 
 def predict(task: Task, net: Any, values: list) -> dict[str, list]:
@@ -158,20 +125,10 @@ def predict(task: Task, net: Any, values: list) -> dict[str, list]:
     task defines no target (label steps t < lag; arithmetic input that is not a step-`step` progression)."""
     import torch
 
-    from src.datamodules.generate import label_targets, window_targets
-
     floats = any(not isinstance(v, int) for v in values)  # floats, or a family's feature vectors
     x = torch.tensor([values], dtype=torch.float32 if floats else torch.long)
-    if task.framing == "label":
-        _, y, mask = label_targets(task, x)
-        expected = [v if m else None for v, m in zip(y[0].tolist(), mask[0].tolist(), strict=True)]
-    elif hasattr(task, "targets"):  # a task family (src/datamodules/tasks/)
-        y, mask = task.targets(x)
-        expected = [v if m else None for v, m in zip(y[0].tolist(), mask[0].tolist(), strict=True)]
-    elif task.transform == "next" and any(b - a != task.step for a, b in zip(values, values[1:], strict=False)):
-        expected = [None]
-    else:
-        expected = window_targets(task, x)[0].tolist()
+    y, mask = task.targets(x)
+    expected = [v if m else None for v, m in zip(y[0].tolist(), mask[0].tolist(), strict=True)]
     with torch.no_grad():  # label framing: a target at every typed step, however many were typed
         out, _ = net(x, out_len=x.shape[1] if task.framing == "label" else None)
     if task.objective == "regression":

@@ -7,7 +7,6 @@ Each failure is one sentence naming the key, the value given and what is allowed
 from __future__ import annotations
 
 import ast
-import dataclasses
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,11 +25,6 @@ def registry_names(module: str, registry: str) -> tuple[str, ...]:
     raise LookupError(f"src/{module}.py defines no dict literal {registry}")
 
 
-STREAMS = ("uniform", "arithmetic")
-FRAMINGS = ("window", "label")
-TRANSFORMS = ("identity", "invert", "next")
-ENCODINGS = ("onehot", "embedding", "scalar")
-OBJECTIVES = ("classification", "regression")
 CELLS = registry_names("models.cells", "CELLS")  # a new cell is one class in src/models/cells.py
 TOPOLOGIES = ("auto", *registry_names("models.topologies", "TOPOLOGIES"))
 ATTENTION_SCORES = ("dot", "general")
@@ -69,7 +63,9 @@ class Task:
 
     window framing: x (batch, context) -> y (batch, out_len), the target block ending `lag` steps
     before the newest observation. label framing: x (batch, T) -> y (batch, T) with
-    y_t = f(x_{t-lag}) and steps t < lag (since the last reset) masked.
+    y_t = f(x_{t-lag}) and steps t < lag (since the last reset) masked. Every task is a subclass
+    in its own file of src/datamodules/tasks/ (its rules, generation, baseline and typed input;
+    the protocol is in that package's docstring); this class holds what the trainer reads.
     """
 
     name: str
@@ -108,9 +104,51 @@ class Task:
     @property
     def value_range(self) -> tuple[int, int]:
         """Smallest and largest value the stream can emit (inputs and targets)."""
-        if self.stream == "arithmetic":
-            return self.start_low, self.start_high + self.step * self.context
         return 0, self.vocab - 1
+
+    def chance_on(self, y: Any, mask: Any) -> dict[str, float]:
+        """The memoryless baseline on an evaluation set (y, mask): the task's `chance()`, unless
+        it depends on the set (the mean target of a stream task's regression: tasks/echo.py)."""
+        return self.chance()
+
+    def check_value(self, word: str, v: float) -> None:
+        """A typed value must be one of the task's symbols (a progression: any number)."""
+        if not v.is_integer() or not 0 <= v < self.vocab:
+            raise ConfigError(
+                f"input value {word!r} is outside the vocabulary of task {self.name}; use integers in [0, {self.vocab - 1}]."
+            )
+
+    def parse(self, words: list[str]) -> list[float] | list[int]:
+        """predict.py's typed window, one integer per step by default, checked against the task:
+        values it emits (`check_value`, `value_range`); exactly `context` of them for window framing,
+        more than `lag` for label framing (a family with other input overrides it: tasks/adding.py)."""
+        values = []
+        low, high = self.value_range
+        for w in words:
+            try:
+                v = float(w)
+            except ValueError:
+                raise ConfigError(f"input value {w!r} is not a number.") from None
+            if not math.isfinite(v):
+                raise ConfigError(f"input value {w!r} is not a finite number.")
+            self.check_value(w, v)
+            if not low <= v <= high:  # the values the stream emits: what the network was trained on
+                raise ConfigError(
+                    f"input value {w!r} is outside the values task {self.name} was trained on; use numbers in "
+                    f"[{low}, {high}]."
+                )
+            values.append(int(v) if v.is_integer() else v)
+        if self.framing == "label" and len(values) <= self.lag:
+            raise ConfigError(
+                f"got {len(values)} input values, but task {self.name} targets the value task.lag={self.lag} steps "
+                f"back, so no step would have a target; type at least {self.lag + 1}."
+            )
+        if self.framing == "window" and len(values) != self.context:
+            raise ConfigError(
+                f"got {len(values)} input values, but task {self.name} reads windows of task.context={self.context}; "
+                f"type exactly {self.context}."
+            )
+        return values
 
 
 def check_known_keys(node: str, given: dict, known: set[str]) -> None:
@@ -126,127 +164,15 @@ def check_known_keys(node: str, given: dict, known: set[str]) -> None:
 
 
 def make_task(task: Any, tbptt: int = 1) -> Task:
-    """Validate the `task` config node and freeze it. `tbptt` fills a null `task.chunk`."""
+    """Validate the `task` config node and freeze it. `task.family` names the file of
+    src/datamodules/tasks/ whose `TASK` owns the rules; a config saved before families (resume,
+    eval.py) has none: `progression` for an arithmetic stream, `echo` otherwise. `tbptt` (the
+    model's) fills a stateful task's null `task.chunk`."""
+    from src.datamodules.tasks import family
+
     g = dict(task)
-    if "family" in g:  # a task that is a unit of its own: its file checks it (src/datamodules/tasks/)
-        from src.datamodules.tasks import family
-
-        return family(g["family"]).from_config(g)
-    check_known_keys("task", g, {f.name for f in dataclasses.fields(Task)})
-    stream = _choice("task.stream", g.get("stream", "uniform"), STREAMS)
-    framing = _choice("task.framing", g.get("framing", "window"), FRAMINGS)
-    transform = _choice("task.transform", g.get("transform", "identity"), TRANSFORMS)
-    encoding = _choice("task.encoding", g.get("encoding", "onehot"), ENCODINGS)
-    objective = _choice("task.objective", g.get("objective", "classification"), OBJECTIVES)
-    vocab = g.get("vocab", 100)
-    if isinstance(vocab, int) and not isinstance(vocab, bool) and vocab < 2:
-        raise ConfigError(f"task.vocab={vocab!r} is not allowed; a stream needs at least 2 symbols (vocab >= 2).")
-    vocab = _int("task.vocab", vocab, 2)
-    context = _int("task.context", g.get("context"))
-    lag = _int("task.lag", g.get("lag", 0), 0)
-    out_len = _int("task.out_len", g.get("out_len", 1))
-    scale = _float("task.scale", g.get("scale", 1.0), 0.0)
-    step = _int("task.step", g.get("step", 10), -(10**9))
-    start_low = _int("task.start_low", g.get("start_low", 0), -(10**9))
-    start_high = _int("task.start_high", g.get("start_high", 99), start_low)
-    wps = _int("task.windows_per_sequence", g.get("windows_per_sequence", 1))
-    stateful = g.get("stateful", False)
-    if not isinstance(stateful, bool):
-        raise ConfigError(f"task.stateful={stateful!r} is not allowed; it must be true or false.")
-    tbptt = _int("model.tbptt", tbptt)  # checked here first: it fills a null task.chunk below
-    if tbptt > 1 and not stateful:
-        raise ConfigError(
-            f"model.tbptt={tbptt} only applies to task.stateful=true (a stateless model backpropagates "
-            "through its whole window); use tbptt=1 or a stateful task."
-        )
-    seq_len = _int("task.seq_len", g.get("seq_len") or context)
-    chunk = _int("task.chunk", g.get("chunk") or tbptt)
-    if scale != 1.0 and encoding != "scalar" and objective == "classification":
-        # scale divides scalar inputs and regression targets; anything else would ignore it silently
-        raise ConfigError(
-            f"task.scale={scale:g} has no effect with task.encoding={encoding!r} and "
-            "task.objective='classification'; use scale=1, encoding=scalar or objective=regression."
-        )
-
-    if stream == "arithmetic":
-        if transform != "next":
-            raise ConfigError(f"task.transform={transform!r} is not allowed with task.stream=arithmetic; use next.")
-        if encoding != "scalar" or objective != "regression":
-            raise ConfigError(
-                f"task.encoding={encoding!r} with task.objective={objective!r} is not allowed with "
-                "task.stream=arithmetic: progression values have no vocabulary; use encoding=scalar, "
-                "objective=regression."
-            )
-    elif transform == "next":
-        raise ConfigError("task.transform='next' is not allowed with task.stream=uniform; use identity or invert.")
-    if stream == "arithmetic" and framing != "window":
-        raise ConfigError(
-            f"task.framing={framing!r} is not allowed with task.stream=arithmetic: the target is the value "
-            "after the window; use framing=window."
-        )
-
-    if framing == "window":
-        if stateful:
-            raise ConfigError(
-                "task.stateful=true is not allowed with task.framing=window: state is carried across "
-                "consecutive timesteps of a stream, so use framing=label."
-            )
-        if transform == "next" and (lag != 0 or out_len != 1):
-            raise ConfigError(
-                f"task.lag={lag} and task.out_len={out_len} are not allowed with transform=next; "
-                "the target is the single value after the window (lag=0, out_len=1)."
-            )
-        if lag + out_len > context:
-            raise ConfigError(
-                f"task.lag + task.out_len = {lag} + {out_len} = {lag + out_len} exceeds task.context={context}: "
-                "the target block would lie outside the window the model sees; use lag + out_len <= context."
-            )
-    else:
-        if out_len != context:
-            raise ConfigError(
-                f"task.out_len={out_len} is not allowed with task.framing=label, which has a target at every "
-                f"timestep; set out_len equal to task.context={context}."
-            )
-        if stateful and seq_len != context:
-            # validation runs whole sequences from a reset state, with a target at every step
-            raise ConfigError(
-                f"task.seq_len={seq_len} differs from task.context={context}: a stateful model's context is "
-                "the whole sequence since its last reset; set both (and out_len) to the same length."
-            )
-        horizon = seq_len if stateful else context
-        if lag >= horizon:
-            name = "task.seq_len" if stateful else "task.context"
-            raise ConfigError(f"task.lag={lag} leaves no target inside {name}={horizon}; use lag < {horizon}.")
-        if stateful and seq_len % chunk:
-            raise ConfigError(
-                f"task.chunk={chunk} does not divide task.seq_len={seq_len}; each fresh sequence must split "
-                "into whole batches of chunk steps."
-            )
-        if stateful and tbptt > chunk:
-            raise ConfigError(
-                f"model.tbptt={tbptt} exceeds task.chunk={chunk}: gradients cannot flow back past the start "
-                "of a batch; use tbptt <= chunk (or chunk=null, which follows tbptt)."
-            )
-    return Task(
-        name=str(g.get("name", "custom")),
-        stream=stream,
-        vocab=vocab,
-        context=context,
-        lag=lag,
-        out_len=out_len,
-        framing=framing,
-        transform=transform,
-        encoding=encoding,
-        objective=objective,
-        scale=scale,
-        step=step,
-        start_low=start_low,
-        start_high=start_high,
-        windows_per_sequence=wps,
-        stateful=stateful,
-        seq_len=seq_len,
-        chunk=chunk,
-    )
+    name = g.get("family") or ("progression" if g.get("stream") == "arithmetic" else "echo")
+    return family(name).from_config(g, tbptt=tbptt)
 
 
 def resolve_topology(topology: str, task: Task) -> str:

@@ -73,3 +73,19 @@ def test_every_task_family_file_is_reachable_through_a_task_yaml():
     with pytest.raises(ConfigError) as err:
         make_task({"family": "no_such_task"})
     assert str(err.value) == f"task.family='no_such_task' is not allowed; choose one of: {', '.join(names())}."
+
+
+@pytest.mark.parametrize("option", ["arithmetic", "echo_lag", "echo_lag_online", "invert_bits"])
+def test_a_saved_config_without_family_loads_as_before(tmp_path, option):
+    """Runs saved before stream tasks had a family (resume and eval.py read their
+    .hydra/config.yaml) have no `task.family`: an arithmetic stream is a progression, any other an echo."""
+    from omegaconf import OmegaConf
+
+    from src.config import make_task
+
+    cfg = make_cfg(tmp_path, f"task={option}")
+    g = OmegaConf.to_container(cfg.task, resolve=True)
+    tbptt = cfg.model.get("tbptt", 1)
+    old = {k: v for k, v in g.items() if k != "family"}
+    assert make_task(old, tbptt) == make_task(g, tbptt)
+    assert type(make_task(old, tbptt)).__module__ == f"src.datamodules.tasks.{g['family']}"

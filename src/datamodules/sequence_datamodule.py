@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from src.config import Task
-from src.datamodules.generate import Batch, frame_windows, generator, label_targets, make_batch, make_split, uniform
+from src.datamodules.generate import Batch, generator, make_batch, make_split
 
 
 class TrainStream(IterableDataset):
@@ -63,11 +63,9 @@ class TrainStream(IterableDataset):
             gen = generator(self.device, self.seed, 0, self.rank, b)
             t = self.task
             if t.stateful:
-                block = label_targets(t, uniform(gen, (self.batch, t.seq_len), t.vocab))
-            elif self.per_block > 1:
-                block = frame_windows(t, gen, self.batch * self.per_block)
-            else:
-                block = make_batch(t, gen, self.batch)
+                block = t.sequences(gen, self.batch)
+            else:  # per_block > 1: whole sequences of windows, cut into batches served in order
+                block = make_batch(t, gen, self.batch * self.per_block)
             self._cache = (b, block)
         return self._cache[1]
 

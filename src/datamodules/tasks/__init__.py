@@ -3,14 +3,18 @@ batch generation, its input/output spec and its memoryless baseline, found by `t
 
 A family is a frozen dataclass extending `src.config.Task` (so the trainer, the network builder and
 the memory estimate read it like any task) with
-- `from_config(g: dict) -> Task`: validate the `task` node (one sentence per bad value, ConfigError)
-  and fill the derived fields (context, out_len, vocab...) instead of asking for them;
+- `from_config(g: dict, tbptt: int) -> Task`: validate the `task` node (one sentence per bad value,
+  ConfigError) and fill the derived fields (context, out_len, vocab...) instead of asking for them
+  (`tbptt`, the model's truncation window, matters to stateful tasks only);
 - `batch(gen, batch) -> (x, y, mask)`: a whole batch on the generator's device, no per-sample loop;
 - `targets(x) -> (y, mask)`: the targets of inputs x, for predict.py;
-- `chance() -> dict`: the memoryless baseline of every metric, its formula in the docstring;
+- `chance() -> dict`: the memoryless baseline of every metric, its formula in the docstring (or
+  `chance_on(y, mask)` where it is measured on the evaluation set: a stream task's regression);
 - optionally `loss_on_every_step` (the loss averages over every step, the metrics over the masked
   ones), `features` with `encoding="features"` (real-valued inputs (batch, time, features)) and
-  `parse(words)` (predict.py's typed input, when it is not one integer per step).
+  `parse(words)` (predict.py's typed input, when it is not one integer per step) and, for a
+  stateful task, `sequences(gen, rows)`: `rows` fresh streams of `seq_len` steps, (x, y, mask).
+`echo` (uniform streams) and `progression` (arithmetic ones) are the stream tasks of the tutorials.
 Adding a family is one file here whose module-level `TASK` names its class, plus one yaml in
 conf/task with `family: <file name>`; nothing else is edited (`family` finds the module by name).
 """

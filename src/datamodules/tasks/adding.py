@@ -30,7 +30,7 @@ class Adding(Task):
         return False
 
     @classmethod
-    def from_config(cls, g: dict[str, Any]) -> Adding:
+    def from_config(cls, g: dict[str, Any], tbptt: int = 1) -> Adding:
         check_known_keys("task", g, FIELDS)
         length = _int("task.length", g.get("length", 100))
         if length < 2:

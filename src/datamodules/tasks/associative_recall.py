@@ -29,7 +29,7 @@ class AssociativeRecall(Task):
     values: int = 8
 
     @classmethod
-    def from_config(cls, g: dict[str, Any]) -> AssociativeRecall:
+    def from_config(cls, g: dict[str, Any], tbptt: int = 1) -> AssociativeRecall:
         check_known_keys("task", g, FIELDS)
         n_pairs = _int("task.n_pairs", g.get("n_pairs", 4))
         n_queries = _int("task.n_queries", g.get("n_queries", 4))

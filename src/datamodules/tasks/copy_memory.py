@@ -28,7 +28,7 @@ class CopyMemory(Task):
     loss_on_every_step = True
 
     @classmethod
-    def from_config(cls, g: dict[str, Any]) -> CopyMemory:
+    def from_config(cls, g: dict[str, Any], tbptt: int = 1) -> CopyMemory:
         check_known_keys("task", g, FIELDS)
         delay = _int("task.delay", g.get("delay", 10))
         symbols = _int("task.symbols", g.get("symbols", 10))

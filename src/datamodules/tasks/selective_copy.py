@@ -29,7 +29,7 @@ class SelectiveCopy(Task):
     categories: int = 8
 
     @classmethod
-    def from_config(cls, g: dict[str, Any]) -> SelectiveCopy:
+    def from_config(cls, g: dict[str, Any], tbptt: int = 1) -> SelectiveCopy:
         check_known_keys("task", g, FIELDS)
         length = _int("task.length", g.get("length", 16), 0)
         n_tokens = _int("task.n_tokens", g.get("n_tokens", 4))

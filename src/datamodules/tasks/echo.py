@@ -1,0 +1,205 @@
+"""Echo: a uniform stream of integers in [0, vocab), and targets read back from it.
+
+window framing: x (batch, context) -> y (batch, out_len), f of the target block ending `lag` steps
+before the newest observation (echo_current, echo_lag, echo_sequence, partial_echo).
+label framing: x (batch, T) -> y (batch, T), y_t = f(x_{t-lag}) with steps t < lag masked
+(lag_regression, invert_bits), optionally stateful: consecutive batches continue the same streams
+(echo_lag_online). f is `identity` or `invert` ((vocab - 1) - x, 1 - x for bits).
+
+The rules are those of every stream task: `progression` (the arithmetic stream) shares them, and
+the stream, not the family name, decides the class (a saved config without `family` still loads).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from src.config import ConfigError, Task, _choice, _float, _int, check_known_keys
+from src.datamodules.tasks import family
+
+STREAMS = ("uniform", "arithmetic")
+FRAMINGS = ("window", "label")
+TRANSFORMS = ("identity", "invert", "next")
+ENCODINGS = ("onehot", "embedding", "scalar")
+OBJECTIVES = ("classification", "regression")
+
+
+@dataclass(frozen=True)
+class Echo(Task):
+    """The uniform stream's task; its fields are those of `Task` (src/config.py)."""
+
+    @classmethod
+    def from_config(cls, g: dict[str, Any], tbptt: int = 1) -> Task:
+        """Validate a stream task's `task` node; `tbptt` fills a null `task.chunk`."""
+        g = {k: v for k, v in g.items() if k != "family"}
+        check_known_keys("task", g, {f.name for f in dataclasses.fields(Task)})
+        stream = _choice("task.stream", g.get("stream", "uniform"), STREAMS)
+        framing = _choice("task.framing", g.get("framing", "window"), FRAMINGS)
+        transform = _choice("task.transform", g.get("transform", "identity"), TRANSFORMS)
+        encoding = _choice("task.encoding", g.get("encoding", "onehot"), ENCODINGS)
+        objective = _choice("task.objective", g.get("objective", "classification"), OBJECTIVES)
+        vocab = g.get("vocab", 100)
+        if isinstance(vocab, int) and not isinstance(vocab, bool) and vocab < 2:
+            raise ConfigError(f"task.vocab={vocab!r} is not allowed; a stream needs at least 2 symbols (vocab >= 2).")
+        vocab = _int("task.vocab", vocab, 2)
+        context = _int("task.context", g.get("context"))
+        lag = _int("task.lag", g.get("lag", 0), 0)
+        out_len = _int("task.out_len", g.get("out_len", 1))
+        scale = _float("task.scale", g.get("scale", 1.0), 0.0)
+        step = _int("task.step", g.get("step", 10), -(10**9))
+        start_low = _int("task.start_low", g.get("start_low", 0), -(10**9))
+        start_high = _int("task.start_high", g.get("start_high", 99), start_low)
+        wps = _int("task.windows_per_sequence", g.get("windows_per_sequence", 1))
+        stateful = g.get("stateful", False)
+        if not isinstance(stateful, bool):
+            raise ConfigError(f"task.stateful={stateful!r} is not allowed; it must be true or false.")
+        tbptt = _int("model.tbptt", tbptt)  # checked here first: it fills a null task.chunk below
+        if tbptt > 1 and not stateful:
+            raise ConfigError(
+                f"model.tbptt={tbptt} only applies to task.stateful=true (a stateless model backpropagates "
+                "through its whole window); use tbptt=1 or a stateful task."
+            )
+        seq_len = _int("task.seq_len", g.get("seq_len") or context)
+        chunk = _int("task.chunk", g.get("chunk") or tbptt)
+        if scale != 1.0 and encoding != "scalar" and objective == "classification":
+            # scale divides scalar inputs and regression targets; anything else would ignore it silently
+            raise ConfigError(
+                f"task.scale={scale:g} has no effect with task.encoding={encoding!r} and "
+                "task.objective='classification'; use scale=1, encoding=scalar or objective=regression."
+            )
+        kind = family("progression") if stream == "arithmetic" else Echo
+        kind.check_stream(transform, encoding, objective, framing)
+
+        if framing == "window":
+            if stateful:
+                raise ConfigError(
+                    "task.stateful=true is not allowed with task.framing=window: state is carried across "
+                    "consecutive timesteps of a stream, so use framing=label."
+                )
+            if transform == "next" and (lag != 0 or out_len != 1):
+                raise ConfigError(
+                    f"task.lag={lag} and task.out_len={out_len} are not allowed with transform=next; "
+                    "the target is the single value after the window (lag=0, out_len=1)."
+                )
+            if lag + out_len > context:
+                raise ConfigError(
+                    f"task.lag + task.out_len = {lag} + {out_len} = {lag + out_len} exceeds task.context={context}: "
+                    "the target block would lie outside the window the model sees; use lag + out_len <= context."
+                )
+        else:
+            if out_len != context:
+                raise ConfigError(
+                    f"task.out_len={out_len} is not allowed with task.framing=label, which has a target at every "
+                    f"timestep; set out_len equal to task.context={context}."
+                )
+            if stateful and seq_len != context:
+                # validation runs whole sequences from a reset state, with a target at every step
+                raise ConfigError(
+                    f"task.seq_len={seq_len} differs from task.context={context}: a stateful model's context is "
+                    "the whole sequence since its last reset; set both (and out_len) to the same length."
+                )
+            horizon = seq_len if stateful else context
+            if lag >= horizon:
+                name = "task.seq_len" if stateful else "task.context"
+                raise ConfigError(f"task.lag={lag} leaves no target inside {name}={horizon}; use lag < {horizon}.")
+            if stateful and seq_len % chunk:
+                raise ConfigError(
+                    f"task.chunk={chunk} does not divide task.seq_len={seq_len}; each fresh sequence must split "
+                    "into whole batches of chunk steps."
+                )
+            if stateful and tbptt > chunk:
+                raise ConfigError(
+                    f"model.tbptt={tbptt} exceeds task.chunk={chunk}: gradients cannot flow back past the start "
+                    "of a batch; use tbptt <= chunk (or chunk=null, which follows tbptt)."
+                )
+        return kind(
+            name=str(g.get("name", "custom")), stream=stream, vocab=vocab, context=context, lag=lag, out_len=out_len,
+            framing=framing, transform=transform, encoding=encoding, objective=objective, scale=scale, step=step,
+            start_low=start_low, start_high=start_high, windows_per_sequence=wps, stateful=stateful, seq_len=seq_len,
+            chunk=chunk,
+        )  # fmt: skip
+
+    @staticmethod
+    def check_stream(transform: str, encoding: str, objective: str, framing: str) -> None:
+        """The transform a uniform stream allows (an arithmetic one: src/datamodules/tasks/progression.py)."""
+        if transform == "next":
+            raise ConfigError("task.transform='next' is not allowed with task.stream=uniform; use identity or invert.")
+
+    # -- generation ----------------------------------------------------------------------------
+    def uniform(self, gen: Any, shape: tuple[int, ...]) -> Any:
+        """i.i.d. integers in [0, vocab): (shape) long, on the generator's device."""
+        import torch
+
+        return torch.randint(self.vocab, shape, generator=gen, device=gen.device)
+
+    def transformed(self, source: Any) -> Any:
+        """Apply the task's transform f to the source observations of the targets."""
+        if self.transform == "invert":
+            return (self.vocab - 1) - source  # 1 - x for bits
+        return source
+
+    def batch(self, gen: Any, batch: int) -> tuple[Any, Any, Any]:
+        """One batch of independent samples. Window framing: x (batch, context), y (batch, out_len),
+        mask all True; windows are cut from fresh sequences of `windows_per_sequence + context - 1`
+        observations with a stride of one (the tutorials' shift-and-drop framing), consecutive rows
+        from one sequence, in order, so a block of whole sequences can be served as consecutive
+        batches. Label framing: fresh sequences x (batch, context) and their `targets`."""
+        if self.framing == "label":
+            return self.sequences(gen, batch, self.context)
+        c, wps = self.context, self.windows_per_sequence
+        seq = self.uniform(gen, (math.ceil(batch / wps), wps + c - 1))
+        x = seq.unfold(1, c, 1).reshape(-1, c)[:batch]
+        return (x, *self.targets(x))
+
+    def sequences(self, gen: Any, rows: int, length: int | None = None) -> tuple[Any, Any, Any]:
+        """`rows` fresh label-framed sequences of `length` steps (default `seq_len`: the stream form
+        of stateful training, cut into batches of `chunk` steps, and its held-out sequences)."""
+        return (x := self.uniform(gen, (rows, length or self.seq_len)), *self.targets(x))
+
+    def targets(self, x: Any) -> tuple[Any, Any]:
+        """Targets of x and the mask of those that count. Window framing: f of the target block
+        ending `lag` steps before the newest observation, (batch, out_len), all counted. Label
+        framing over x (batch, T): y_t = f(x_{t-lag}), steps t < lag masked."""
+        import torch
+
+        if self.framing == "window":
+            c, k, lag = self.context, self.out_len, self.lag
+            y = self.transformed(x[:, c - lag - k : c - lag])
+            return y, torch.ones_like(y, dtype=torch.bool)
+        b, t = x.shape
+        lag = self.lag
+        source = torch.cat([x.new_zeros(b, lag), x[:, : t - lag]], dim=1) if lag else x
+        mask = (torch.arange(t, device=x.device) >= lag).expand(b, t).contiguous()
+        return self.transformed(source), mask
+
+    # -- baseline ------------------------------------------------------------------------------
+    def chance_on(self, y: Any, mask: Any) -> dict[str, float]:
+        """What a model that ignores its input scores on the evaluation set (y, mask).
+
+        classification: uniform guessing over the vocabulary (loss ln V, acc 1/V, exact V^-K);
+        regression: always predicting the mean target of the set (mse = variance of the scaled target;
+        its predictions have that mean and std 0, the collapse a regression model can fall into).
+        """
+        if self.objective == "classification":
+            k = mask[0].sum().item()
+            return {"loss": math.log(self.vocab), "acc": 1 / self.vocab, "exact": self.vocab**-k}
+        target = y[mask].double()
+        mean = target.mean()
+        const = mean.round()
+        hit = (y == const) | ~mask
+        mse = ((target - mean) / self.scale).pow(2).mean().item()
+        return {
+            "loss": mse,  # the loss is this MSE on scaled values
+            "mse": mse,
+            "mae": (target - mean).abs().mean().item(),
+            "acc": (target == const).double().mean().item(),
+            "exact": hit.all(dim=1).double().mean().item(),
+            "pred_mean": mean.item(),
+            "pred_std": 0.0,
+        }
+
+
+TASK = Echo
