@@ -168,6 +168,8 @@ def predict(task: Task, net: Any, values: list) -> dict[str, list]:
     elif hasattr(task, "targets"):  # a task family (src/datamodules/tasks/)
         y, mask = task.targets(x)
         expected = [v if m else None for v, m in zip(y[0].tolist(), mask[0].tolist(), strict=True)]
+    elif getattr(task, "target_outside_window", False):  # the target lies before the typed window
+        expected = [None] * task.out_len
     elif task.transform == "next" and any(b - a != task.step for a, b in zip(values, values[1:], strict=False)):
         expected = [None]
     else:

@@ -53,7 +53,8 @@ class Task:
     """What the data stream produces and what the model must predict (vocabulary: design.md).
 
     window framing: x (batch, context) -> y (batch, out_len), the target block ending `lag` steps
-    before the newest observation. label framing: x (batch, T) -> y (batch, T) with
+    before the newest observation (before the window when `target_outside_window`; stateful: row i of
+    batch k+1 starts from the final state of row i of batch k, as a stateful Keras layer). label framing: x (batch, T) -> y (batch, T) with
     y_t = f(x_{t-lag}) and steps t < lag (since the last reset) masked.
     """
 
@@ -75,6 +76,7 @@ class Task:
     stateful: bool
     seq_len: int
     chunk: int
+    target_outside_window: bool = False  # window framing: let lag + out_len exceed context (opt-in)
 
     @property
     def n_classes(self) -> int:
@@ -139,6 +141,27 @@ def make_task(task: Any, tbptt: int = 1) -> Task:
     if not isinstance(stateful, bool):
         raise ConfigError(f"task.stateful={stateful!r} is not allowed; it must be true or false.")
     tbptt = _int("model.tbptt", tbptt)  # checked here first: it fills a null task.chunk below
+    # -- stateful windows / target outside the window (issue 11) --
+    outside = g.get("target_outside_window", False)
+    if not isinstance(outside, bool):
+        raise ConfigError(f"task.target_outside_window={outside!r} is not allowed; it must be true or false.")
+    if stateful and framing == "window" and tbptt > 1:
+        raise ConfigError(
+            f"model.tbptt={tbptt} does not apply to stateful windows (task.framing=window): each window is "
+            "backpropagated whole and the carried state is detached between batches, as in Keras; use tbptt=1."
+        )
+    if stateful and stream == "arithmetic":
+        raise ConfigError(
+            "task.stateful=true is not allowed with task.stream=arithmetic: its windows are independent "
+            "progressions, not consecutive windows of one sequence; use stateful=false."
+        )
+    if outside and not (framing == "window" and lag + out_len > context):
+        raise ConfigError(
+            f"task.target_outside_window=true has no effect here (task.framing={framing!r}, lag + out_len = "
+            f"{lag + out_len}, context={context}): it only admits window targets with lag + out_len > context; "
+            "remove it."
+        )
+    # -- end stateful windows --
     if tbptt > 1 and not stateful:
         raise ConfigError(
             f"model.tbptt={tbptt} only applies to task.stateful=true (a stateless model backpropagates "
@@ -171,20 +194,16 @@ def make_task(task: Any, tbptt: int = 1) -> Task:
         )
 
     if framing == "window":
-        if stateful:
-            raise ConfigError(
-                "task.stateful=true is not allowed with task.framing=window: state is carried across "
-                "consecutive timesteps of a stream, so use framing=label."
-            )
         if transform == "next" and (lag != 0 or out_len != 1):
             raise ConfigError(
                 f"task.lag={lag} and task.out_len={out_len} are not allowed with transform=next; "
                 "the target is the single value after the window (lag=0, out_len=1)."
             )
-        if lag + out_len > context:
+        if lag + out_len > context and not outside:  # opt-in: only a carried state could hold the target
             raise ConfigError(
                 f"task.lag + task.out_len = {lag} + {out_len} = {lag + out_len} exceeds task.context={context}: "
-                "the target block would lie outside the window the model sees; use lag + out_len <= context."
+                "the target block would lie outside the window the model sees; use lag + out_len <= context, "
+                "or set task.target_outside_window=true to train on it anyway."
             )
     else:
         if out_len != context:
@@ -231,6 +250,7 @@ def make_task(task: Any, tbptt: int = 1) -> Task:
         stateful=stateful,
         seq_len=seq_len,
         chunk=chunk,
+        target_outside_window=outside,
     )
 
 
@@ -239,7 +259,7 @@ def resolve_topology(topology: str, task: Task) -> str:
     _choice("model.topology", topology, TOPOLOGIES)
     if topology == "auto":
         return "last" if task.framing == "window" and task.out_len == 1 else "aligned"
-    if task.stateful and topology != "aligned":
+    if task.stateful and task.framing == "label" and topology != "aligned":
         raise ConfigError(
             f"model.topology={topology!r} is not allowed with task.stateful=true: it needs the whole window "
             "at once, while stateful training feeds a stream step by step; use topology=aligned."

@@ -38,30 +38,32 @@ def transform(task: Task, source: torch.Tensor) -> torch.Tensor:
 def frame_windows(task: Task, gen: torch.Generator, batch: int) -> Batch:
     """Window framing: x (batch, context), y (batch, out_len), mask all True.
 
-    Windows are cut from fresh sequences of `windows_per_sequence + context - 1` observations with a
-    stride of one (the tutorials' shift-and-drop framing); consecutive rows come from one sequence,
-    in order, so a block of whole sequences can be served as consecutive batches.
+    Windows are cut from fresh sequences of `windows_per_sequence + span - 1` observations with a
+    stride of one (the tutorials' shift-and-drop framing), span = max(context, lag + out_len): x is
+    the last `context` observations of each span, y = f(span[span - lag - out_len : span - lag]), so
+    a target outside the window (`target_outside_window`) is still a real past observation.
+    Consecutive rows come from one sequence, in order, so a block of whole sequences can be served
+    as consecutive batches.
     """
     c = task.context
     if task.stream == "arithmetic":
         x = arithmetic(gen, batch, c, task)
-    else:
-        wps = task.windows_per_sequence
-        n_seq = math.ceil(batch / wps)
-        seq = uniform(gen, (n_seq, wps + c - 1), task.vocab)
-        x = seq.unfold(1, c, 1).reshape(-1, c)[:batch]
-    y = window_targets(task, x)
-    return x, y, torch.ones_like(y, dtype=torch.bool)
+        return x, window_targets(task, x), torch.ones(batch, 1, dtype=torch.bool, device=x.device)
+    wps, span = task.windows_per_sequence, max(c, task.lag + task.out_len)
+    n_seq = math.ceil(batch / wps)
+    spans = uniform(gen, (n_seq, wps + span - 1), task.vocab).unfold(1, span, 1).reshape(-1, span)[:batch]
+    y = window_targets(task, spans)
+    return spans[:, span - c :], y, torch.ones_like(y, dtype=torch.bool)
 
 
 def window_targets(task: Task, x: torch.Tensor) -> torch.Tensor:
-    """Targets of windows x (batch, context): (batch, out_len). arithmetic: the value after the
-    window (the last one plus `step`); otherwise f of the target block ending `lag` steps before
-    the newest observation."""
+    """Targets of windows x (batch, n) ending at the newest observation, n >= lag + out_len:
+    (batch, out_len). arithmetic: the value after the window (the last one plus `step`);
+    otherwise f of the target block ending `lag` steps before the newest observation."""
     if task.transform == "next":
         return x[:, -1:] + task.step
-    c, k, lag = task.context, task.out_len, task.lag
-    return transform(task, x[:, c - lag - k : c - lag])
+    n, k, lag = x.shape[1], task.out_len, task.lag
+    return transform(task, x[:, n - lag - k : n - lag])
 
 
 def label_targets(task: Task, x: torch.Tensor) -> Batch:
@@ -93,10 +95,14 @@ def generator(device: torch.device | str, *key: int) -> torch.Generator:
 def make_split(task: Task, seed: int, size: int, device: torch.device | str = "cpu") -> Batch:
     """A fixed evaluation set (validation or test) of `size` samples drawn from its own seed.
 
-    For stateful tasks a sample is a whole fresh sequence of `seq_len` steps, evaluated from a
-    reset state, which is exactly what a stateful model meets after each reset.
+    For stateful label tasks a sample is a whole fresh sequence of `seq_len` steps, evaluated from a
+    reset state, which is exactly what a stateful model meets after each reset. Stateful windows:
+    `size` windows rounded up to whole sequences of `windows_per_sequence`, in order, which the
+    datamodule serves in the training layout (src/datamodules/sequence_datamodule.py).
     """
     gen = generator(device, seed, 1)
+    if task.stateful and task.framing == "window":  # whole sequences, rows (sequence, window) in order
+        return frame_windows(task, gen, math.ceil(size / task.windows_per_sequence) * task.windows_per_sequence)
     if task.stateful:
         return label_targets(task, uniform(gen, (size, task.seq_len), task.vocab))
     return make_batch(task, gen, size)
