@@ -62,8 +62,10 @@ class Task:
     """What the data stream produces and what the model must predict (vocabulary: design.md).
 
     window framing: x (batch, context) -> y (batch, out_len), the target block ending `lag` steps
-    before the newest observation. label framing: x (batch, T) -> y (batch, T) with
-    y_t = f(x_{t-lag}) and steps t < lag (since the last reset) masked. Every task is a subclass
+    before the newest observation (before the window when `target_outside_window`; stateful: row i of
+    batch k+1 starts from the final state of row i of batch k, as a stateful Keras layer). label
+    framing: x (batch, T) -> y (batch, T) with y_t = f(x_{t-lag}) and steps t < lag (since the last
+    reset) masked. Every task is a subclass
     in its own file of src/datamodules/tasks/ (its rules, generation, baseline and typed input;
     the protocol is in that package's docstring); this class holds what the trainer reads.
     """
@@ -86,6 +88,7 @@ class Task:
     stateful: bool
     seq_len: int
     chunk: int
+    target_outside_window: bool = False  # window framing: let lag + out_len exceed context (opt-in)
 
     @property
     def n_classes(self) -> int:

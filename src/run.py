@@ -125,6 +125,13 @@ def validate(cfg: DictConfig) -> tuple[Any, dict[str, Any], int]:
     check_data(OmegaConf.to_container(cfg.data, resolve=True), world)
     if task.stateful and (cfg.data.batch_size // world) < 1:
         raise ConfigError("data.batch_size must give every process at least one stream.")
+    rows = cfg.data.batch_size // world
+    if task.stateful and task.framing == "window" and task.windows_per_sequence % rows:
+        raise ConfigError(
+            f"data.batch_size={cfg.data.batch_size} ({rows} per process) does not divide "
+            f"task.windows_per_sequence={task.windows_per_sequence}: a batch of stateful windows would straddle "
+            "two sequences; use a batch size that divides it."
+        )
     check_run(cfg, task)
     check_progress(cfg.get("progress", True))
     if not isinstance(cfg.get("diagnostics", True), bool):

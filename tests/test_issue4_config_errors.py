@@ -28,7 +28,12 @@ BAD = [
     (["task=arithmetic", "task.objective=classification"], "no vocabulary"),
     (["task=arithmetic", "task.framing=label", "task.out_len=3"], "task.framing='label' is not allowed"),
     (["task=invert_bits", "task.lag=32"], "task.lag=32 leaves no target"),
-    (["task=invert_bits", "task.stateful=true", "task.framing=window"], "task.stateful=true is not allowed"),
+    # stateful windows (Keras' stateful layer): a batch must not straddle two sequences
+    (
+        ["task=echo_lag", "task.stateful=true", "task.windows_per_sequence=20", "data.batch_size=6"],
+        "data.batch_size=6 (6 per process) does not divide task.windows_per_sequence=20",
+    ),
+    (["task=echo_lag", "task.context=1"], "or set task.target_outside_window=true"),
 ]
 
 

@@ -8,6 +8,8 @@ whose source lies before the stream).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 
@@ -32,10 +34,14 @@ def generator(device: torch.device | str, *key: int) -> torch.Generator:
 def make_split(task: Task, seed: int, size: int, device: torch.device | str = "cpu") -> Batch:
     """A fixed evaluation set (validation or test) of `size` samples drawn from its own seed.
 
-    For stateful tasks a sample is a whole fresh sequence of `seq_len` steps, evaluated from a
-    reset state, which is exactly what a stateful model meets after each reset.
+    For stateful label tasks a sample is a whole fresh sequence of `seq_len` steps, evaluated from a
+    reset state, which is exactly what a stateful model meets after each reset. Stateful windows:
+    `size` windows rounded up to whole sequences of `windows_per_sequence`, in order, which the
+    datamodule serves in the training layout (src/datamodules/sequence_datamodule.py).
     """
     gen = generator(device, seed, 1)
+    if task.stateful and task.framing == "window":  # whole sequences, rows (sequence, window) in order
+        return make_batch(task, gen, math.ceil(size / task.windows_per_sequence) * task.windows_per_sequence)
     if task.stateful:
         return task.sequences(gen, size)
     return make_batch(task, gen, size)

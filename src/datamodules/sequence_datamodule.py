@@ -7,8 +7,12 @@ Batch k of the training stream is a pure function of (seed, rank, k), so
   continues exactly where the killed one stopped.
 
 A training batch is (x, y, mask, reset): reset=True means the rows start fresh streams (always,
-for stateless tasks); stateful tasks serve `chunk` steps of `batch` parallel streams, row i of
-consecutive batches continuing stream i until the next reset.
+for stateless tasks); stateful label tasks serve `chunk` steps of `batch` parallel streams, row i of
+consecutive batches continuing stream i until the next reset. Stateful windows (Keras' stateful
+layer fed one sequence's windows in order, unshuffled) serve `batch` consecutive windows of one
+sequence; row i of batch k+1 continues from row i of batch k, so the state reaching window w comes
+from window w - batch, and reset=True starts each new sequence. Validation and test sets are served
+in that same layout (several sequences side by side), from a reset state at each sequence.
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ class TrainStream(IterableDataset):
         self.skip = skip
         self.seed, self.rank, self.device = seed, rank, device
         t = task
-        if t.stateful:  # one block = one fresh sequence of every stream
+        if t.stateful and t.framing == "label":  # one block = one fresh sequence of every stream
             self.per_block = t.seq_len // t.chunk
         elif t.framing == "window" and t.stream == "uniform" and t.windows_per_sequence > 1:
             # one block = whole sequences that split into whole batches, served in order
@@ -62,7 +66,7 @@ class TrainStream(IterableDataset):
         if self._cache is None or self._cache[0] != b:
             gen = generator(self.device, self.seed, 0, self.rank, b)
             t = self.task
-            if t.stateful:
+            if t.stateful and t.framing == "label":
                 block = t.sequences(gen, self.batch)
             else:  # per_block > 1: whole sequences of windows, cut into batches served in order
                 block = make_batch(t, gen, self.batch * self.per_block)
@@ -75,6 +79,9 @@ class TrainStream(IterableDataset):
         x, y, mask = self._block(b)
         if self.per_block == 1:
             return x, y, mask, True
+        if self.task.stateful and self.task.framing == "window":  # batch divides windows_per_sequence
+            s = slice(i * self.batch, (i + 1) * self.batch)
+            return x[s], y[s], mask[s], i * self.batch % self.task.windows_per_sequence == 0
         if self.task.stateful:
             s = slice(i * self.task.chunk, (i + 1) * self.task.chunk)
             return x[:, s], y[:, s], mask[:, s], i == 0
@@ -136,11 +143,19 @@ class SequenceDataModule(pl.LightningDataModule):
             self.rank, self.world_size = self.trainer.global_rank, self.trainer.world_size
             if self.num_workers == 0:  # generate batches directly on the training device
                 self.device = self.trainer.strategy.root_device
-        shard = slice(self.rank, None, self.world_size)
         if self.val_set is None:
-            self.val_set = tuple(t[shard] for t in make_split(self.task, self.val_seed, self.val_size, self.device))
+            self.val_set = self._shard(make_split(self.task, self.val_seed, self.val_size, self.device))
         if self.test_set is None:
-            self.test_set = tuple(t[shard] for t in make_split(self.task, self.test_seed, self.test_size, self.device))
+            self.test_set = self._shard(make_split(self.task, self.test_seed, self.test_size, self.device))
+
+    def _shard(self, data: Batch) -> Batch:
+        """This rank's rows: every world_size-th sample, or every world_size-th whole sequence of
+        stateful windows (rows (sequence, window) in order)."""
+        shard = slice(self.rank, None, self.world_size)
+        if self.task.stateful and self.task.framing == "window":
+            wps = self.task.windows_per_sequence
+            return tuple(t.unflatten(0, (-1, wps))[shard].flatten(0, 1) for t in data)
+        return tuple(t[shard] for t in data)
 
     def train_stream(self, start: int, length: int, skip: int = 0) -> TrainStream:
         device = str(self.device) if self.num_workers == 0 else "cpu"
@@ -164,7 +179,18 @@ class SequenceDataModule(pl.LightningDataModule):
 
     def _eval_batches(self, data: Batch) -> PrebuiltBatches:
         n, size = data[0].shape[0], self.eval_batch_size
-        return PrebuiltBatches([tuple(t[i : i + size] for t in data) + (True,) for i in range(0, n, size)])
+        if not (self.task.stateful and self.task.framing == "window"):
+            return PrebuiltBatches([tuple(t[i : i + size] for t in data) + (True,) for i in range(0, n, size)])
+        # the training layout: batch j of a sequence is its windows j*rows .. (j+1)*rows - 1; up to
+        # eval_batch_size // rows sequences side by side, row (s, i) continuing row (s, i) of batch j-1
+        rows = self.batch_size // self.world_size
+        per_seq = self.task.windows_per_sequence // rows
+        seqs = [t.unflatten(0, (-1, per_seq, rows)) for t in data]  # (sequence, batch j, row i, ...)
+        group = max(1, size // rows)
+        return PrebuiltBatches([
+            tuple(t[g : g + group, j].flatten(0, 1) for t in seqs) + (j == 0,)
+            for g in range(0, seqs[0].shape[0], group) for j in range(per_seq)
+        ])  # fmt: skip
 
     def val_dataloader(self) -> PrebuiltBatches:
         return self._eval_batches(self.val_set)

@@ -27,6 +27,11 @@ def chance_levels(task: Task, y: torch.Tensor, mask: torch.Tensor) -> Metrics:
     return task.chance_on(y, mask)
 
 
+def detach(state: Any) -> Any:
+    """A recurrent state (a tensor or a tuple of them) cut from the graph that made it."""
+    return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+
+
 class SequenceModule(pl.LightningModule):
     """Trains a `RecurrentNet` on a task. Stateless tasks use automatic optimization; stateful
     tasks carry the recurrent state across consecutive batches (row i = stream i) and truncate
@@ -56,6 +61,7 @@ class SequenceModule(pl.LightningModule):
         # mean squared prediction, for the predictions' std (a collapse to the mean shows as std ~ 0)
         self.pred_sq = nn.ModuleDict({s: MeanMetric() for s in ("val", "test")}) if self.regression else None
         self.state: Any = None  # recurrent state carried between stateful training batches
+        self.eval_state: Any = None  # the same between evaluation batches (stateful windows)
         self.last_train: tuple[int, torch.Tensor] | None = None  # (step, loss) of the last update
         self.logged_train_step = -1  # the step of the last train/loss point sent to the loggers
 
@@ -110,13 +116,19 @@ class SequenceModule(pl.LightningModule):
         # Lightning 2 dropped built-in TBPTT. Notes: split(k) gives chunks of k steps
         # (tensor_split(k) would give k chunks); clipping is ours under manual optimization;
         # global_step counts optimizer steps, so it advances ceil(chunk / tbptt) per batch.
+        # Stateful windows: one update per batch, each window backpropagated whole from the
+        # detached final state of the same row of the previous batch (Keras' stateful layer).
         opt = self.optimizers()
         if reset:
             self.state = None
-        for xs, ys, ms in zip(x.split(self.tbptt, 1), y.split(self.tbptt, 1), mask.split(self.tbptt, 1), strict=True):
+        if self.task.framing == "window":
+            pieces = [(x, y, mask)]
+        else:
+            pieces = zip(x.split(self.tbptt, 1), y.split(self.tbptt, 1), mask.split(self.tbptt, 1), strict=True)
+        for xs, ys, ms in pieces:
             out, state = self.net(xs, self.state)
             loss = self.loss(out, ys, ms)
-            self.state = tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
+            self.state = detach(state)
             if not ms.any():  # nothing to learn from (steps t < lag): carry the state, skip the update
                 continue
             self._train_loss(loss)
@@ -153,8 +165,11 @@ class SequenceModule(pl.LightningModule):
 
     # -- evaluation ----------------------------------------------------------------------------
     def _eval_step(self, batch: tuple, stage: str, metrics: nn.ModuleDict) -> None:
-        x, y, mask, _ = batch
-        out, _ = self.net(x)
+        x, y, mask, reset = batch
+        # stateful windows: row i continues from row i of the previous batch until a reset, as in
+        # training; a state of its own, so the training streams' state is left as it was
+        out, state = self.net(x, None if reset else self.eval_state)
+        self.eval_state = state if self.task.stateful else None
         pred = self.predict_values(out)
         correct = (pred.round() if self.regression else pred) == y
         weight = mask.float()

@@ -57,6 +57,25 @@ class Echo(Task):
         if not isinstance(stateful, bool):
             raise ConfigError(f"task.stateful={stateful!r} is not allowed; it must be true or false.")
         tbptt = _int("model.tbptt", tbptt)  # checked here first: it fills a null task.chunk below
+        outside = g.get("target_outside_window", False)
+        if not isinstance(outside, bool):
+            raise ConfigError(f"task.target_outside_window={outside!r} is not allowed; it must be true or false.")
+        if stateful and framing == "window" and tbptt > 1:
+            raise ConfigError(
+                f"model.tbptt={tbptt} does not apply to stateful windows (task.framing=window): each window is "
+                "backpropagated whole and the carried state is detached between batches, as in Keras; use tbptt=1."
+            )
+        if stateful and stream == "arithmetic":
+            raise ConfigError(
+                "task.stateful=true is not allowed with task.stream=arithmetic: its windows are independent "
+                "progressions, not consecutive windows of one sequence; use stateful=false."
+            )
+        if outside and not (framing == "window" and lag + out_len > context):
+            raise ConfigError(
+                f"task.target_outside_window=true has no effect here (task.framing={framing!r}, lag + out_len = "
+                f"{lag + out_len}, context={context}): it only admits window targets with lag + out_len > context; "
+                "remove it."
+            )
         if tbptt > 1 and not stateful:
             raise ConfigError(
                 f"model.tbptt={tbptt} only applies to task.stateful=true (a stateless model backpropagates "
@@ -74,20 +93,16 @@ class Echo(Task):
         kind.check_stream(transform, encoding, objective, framing)
 
         if framing == "window":
-            if stateful:
-                raise ConfigError(
-                    "task.stateful=true is not allowed with task.framing=window: state is carried across "
-                    "consecutive timesteps of a stream, so use framing=label."
-                )
             if transform == "next" and (lag != 0 or out_len != 1):
                 raise ConfigError(
                     f"task.lag={lag} and task.out_len={out_len} are not allowed with transform=next; "
                     "the target is the single value after the window (lag=0, out_len=1)."
                 )
-            if lag + out_len > context:
+            if lag + out_len > context and not outside:  # opt-in: only a carried state could hold the target
                 raise ConfigError(
                     f"task.lag + task.out_len = {lag} + {out_len} = {lag + out_len} exceeds task.context={context}: "
-                    "the target block would lie outside the window the model sees; use lag + out_len <= context."
+                    "the target block would lie outside the window the model sees; use lag + out_len <= context, "
+                    "or set task.target_outside_window=true to train on it anyway."
                 )
         else:
             if out_len != context:
@@ -119,7 +134,7 @@ class Echo(Task):
             name=str(g.get("name", "custom")), stream=stream, vocab=vocab, context=context, lag=lag, out_len=out_len,
             framing=framing, transform=transform, encoding=encoding, objective=objective, scale=scale, step=step,
             start_low=start_low, start_high=start_high, windows_per_sequence=wps, stateful=stateful, seq_len=seq_len,
-            chunk=chunk,
+            chunk=chunk, target_outside_window=outside,
         )  # fmt: skip
 
     @staticmethod
@@ -146,13 +161,16 @@ class Echo(Task):
         mask all True; windows are cut from fresh sequences of `windows_per_sequence + context - 1`
         observations with a stride of one (the tutorials' shift-and-drop framing), consecutive rows
         from one sequence, in order, so a block of whole sequences can be served as consecutive
-        batches. Label framing: fresh sequences x (batch, context) and their `targets`."""
+        batches (for stateful windows, in the training layout). Label framing: fresh sequences
+        x (batch, context) and their `targets`."""
         if self.framing == "label":
             return self.sequences(gen, batch, self.context)
-        c, wps = self.context, self.windows_per_sequence
-        seq = self.uniform(gen, (math.ceil(batch / wps), wps + c - 1))
-        x = seq.unfold(1, c, 1).reshape(-1, c)[:batch]
-        return (x, *self.targets(x))
+        # span = max(context, lag + out_len): x is the last `context` observations of each span, so a
+        # target outside the window (`target_outside_window`) is still a real past observation
+        c, wps, span = self.context, self.windows_per_sequence, max(self.context, self.lag + self.out_len)
+        spans = self.uniform(gen, (math.ceil(batch / wps), wps + span - 1)).unfold(1, span, 1).reshape(-1, span)
+        spans = spans[:batch]
+        return spans[:, span - c :], *self.targets(spans)
 
     def sequences(self, gen: Any, rows: int, length: int | None = None) -> tuple[Any, Any, Any]:
         """`rows` fresh label-framed sequences of `length` steps (default `seq_len`: the stream form
@@ -165,9 +183,12 @@ class Echo(Task):
         framing over x (batch, T): y_t = f(x_{t-lag}), steps t < lag masked."""
         import torch
 
-        if self.framing == "window":
-            c, k, lag = self.context, self.out_len, self.lag
-            y = self.transformed(x[:, c - lag - k : c - lag])
+        if self.framing == "window":  # x (batch, n) ending at the newest observation
+            n, k, lag = x.shape[1], self.out_len, self.lag
+            if n < lag + k:  # the target lies before the window (target_outside_window): not in x
+                y = x.new_zeros(x.shape[0], k)
+                return y, torch.zeros_like(y, dtype=torch.bool)
+            y = self.transformed(x[:, n - lag - k : n - lag])
             return y, torch.ones_like(y, dtype=torch.bool)
         b, t = x.shape
         lag = self.lag
