@@ -9,7 +9,8 @@ an expected value. Examples:
     python predict.py outputs/runs/<folder> 4 8 15 16 23    # echo_lag (lag 1): expects 16
     python predict.py outputs/runs/<folder> 0 1 1 0         # invert_bits: expects 1 0 0 1
 
-Window tasks read exactly `task.context` values; label-framing tasks (a target at every step,
+Window tasks read exactly `task.context` values (1 to `task.context` with task.pad_start=true: a
+shorter window is the start of a sequence, left-padded); label-framing tasks (a target at every step,
 stateful ones included: they start from a reset state) read any number of values.
 Bad input (no such folder, a damaged config, no checkpoint or one with non-finite weights, a run
 that failed, wrong window length, a value outside the task's range) is answered with one sentence
@@ -145,7 +146,12 @@ def parse_values(task: Task, words: list[str]) -> list[float] | list[int]:
             f"got {len(values)} input values, but task {task.name} targets the value task.lag={task.lag} steps back, "
             f"so no step would have a target; type at least {task.lag + 1}."
         )
-    if task.framing == "window" and len(values) != task.context:
+    if task.pad_start and not 1 <= len(values) <= task.context:
+        raise ConfigError(
+            f"got {len(values)} input values, but task {task.name} reads windows of task.context={task.context}, "
+            f"left-padded when shorter (task.pad_start=true); type 1 to {task.context}."
+        )
+    if task.framing == "window" and not task.pad_start and len(values) != task.context:
         raise ConfigError(
             f"got {len(values)} input values, but task {task.name} reads windows of task.context={task.context}; "
             f"type exactly {task.context}."
@@ -158,10 +164,12 @@ def predict(task: Task, net: Any, values: list) -> dict[str, list]:
     task defines no target (label steps t < lag; arithmetic input that is not a step-`step` progression)."""
     import torch
 
-    from src.datamodules.generate import label_targets, window_targets
+    from src.datamodules.generate import label_targets, observed, window_targets
 
     floats = any(not isinstance(v, int) for v in values)  # floats, or a family's feature vectors
     x = torch.tensor([values], dtype=torch.float32 if floats else torch.long)
+    if task.pad_start:  # the start of a sequence: the missing observations are the pad symbol
+        x = torch.cat([x.new_full((1, task.context - len(values)), task.vocab), x], dim=1)
     if task.framing == "label":
         _, y, mask = label_targets(task, x)
         expected = [v if m else None for v, m in zip(y[0].tolist(), mask[0].tolist(), strict=True)]
@@ -171,7 +179,8 @@ def predict(task: Task, net: Any, values: list) -> dict[str, list]:
     elif task.transform == "next" and any(b - a != task.step for a, b in zip(values, values[1:], strict=False)):
         expected = [None]
     else:
-        expected = window_targets(task, x)[0].tolist()
+        y, mask = window_targets(task, x), observed(task, x)
+        expected = [v if m else None for v, m in zip(y[0].tolist(), mask[0].tolist(), strict=True)]
     with torch.no_grad():  # label framing: a target at every typed step, however many were typed
         out, _ = net(x, out_len=x.shape[1] if task.framing == "label" else None)
     if task.objective == "regression":

@@ -75,6 +75,18 @@ class Task:
     stateful: bool
     seq_len: int
     chunk: int
+    pad_start: bool = False  # window framing keeps a sequence's first windows, missing steps = symbol `vocab`
+
+    @property
+    def symbols(self) -> int:
+        """Input symbols: the vocabulary, plus the pad symbol (index `vocab`) with pad_start."""
+        return self.vocab + self.pad_start
+
+    @property
+    def rows_per_sequence(self) -> int:
+        """Windows cut from one sequence: `windows_per_sequence` whole ones, plus with pad_start the
+        context - 1 incomplete ones at its start (left-padded)."""
+        return self.windows_per_sequence + (self.context - 1 if self.pad_start else 0)
 
     @property
     def n_classes(self) -> int:
@@ -138,6 +150,19 @@ def make_task(task: Any, tbptt: int = 1) -> Task:
     stateful = g.get("stateful", False)
     if not isinstance(stateful, bool):
         raise ConfigError(f"task.stateful={stateful!r} is not allowed; it must be true or false.")
+    pad_start = g.get("pad_start", False)
+    if not isinstance(pad_start, bool):
+        raise ConfigError(f"task.pad_start={pad_start!r} is not allowed; it must be true or false.")
+    if pad_start and (framing != "window" or stream != "uniform"):
+        why = (
+            "label framing already reads every step from the start of a sequence (targets before it masked)"
+            if framing != "window"
+            else "a progression window is a fresh run of values, not a cut from one sequence with a start to pad"
+        )
+        raise ConfigError(
+            f"task.pad_start=true is not allowed with task.framing={framing!r} and task.stream={stream!r}: {why}; "
+            "use framing=window with stream=uniform, or pad_start=false."
+        )
     tbptt = _int("model.tbptt", tbptt)  # checked here first: it fills a null task.chunk below
     if tbptt > 1 and not stateful:
         raise ConfigError(
@@ -231,6 +256,7 @@ def make_task(task: Any, tbptt: int = 1) -> Task:
         stateful=stateful,
         seq_len=seq_len,
         chunk=chunk,
+        pad_start=pad_start,
     )
 
 

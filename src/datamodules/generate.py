@@ -2,7 +2,8 @@
 
 Every function builds a whole batch with tensor ops on the requested device; nothing loops per
 sample. x holds the observations the model reads (integers), y the integer targets, mask marks the
-targets that count (False for label-framing steps t < lag, whose source lies before the stream).
+targets that count (False for label-framing steps t < lag, whose source lies before the stream, and
+for window targets whose source is a pad symbol).
 """
 
 from __future__ import annotations
@@ -36,22 +37,36 @@ def transform(task: Task, source: torch.Tensor) -> torch.Tensor:
 
 
 def frame_windows(task: Task, gen: torch.Generator, batch: int) -> Batch:
-    """Window framing: x (batch, context), y (batch, out_len), mask all True.
+    """Window framing: x (batch, context), y (batch, out_len), mask (batch, out_len).
 
     Windows are cut from fresh sequences of `windows_per_sequence + context - 1` observations with a
     stride of one (the tutorials' shift-and-drop framing); consecutive rows come from one sequence,
-    in order, so a block of whole sequences can be served as consecutive batches.
+    in order, so a block of whole sequences can be served as consecutive batches. With pad_start the
+    sequence is first left-padded with context - 1 pad symbols (index `vocab`), which keeps the
+    incomplete windows at its start (`rows_per_sequence` rows a sequence), and a target whose source
+    is a pad is masked (and set to 0): mask = x[:, c-lag-k : c-lag] != vocab. Otherwise mask is all True.
     """
     c = task.context
     if task.stream == "arithmetic":
         x = arithmetic(gen, batch, c, task)
     else:
-        wps = task.windows_per_sequence
-        n_seq = math.ceil(batch / wps)
-        seq = uniform(gen, (n_seq, wps + c - 1), task.vocab)
+        n_seq = math.ceil(batch / task.rows_per_sequence)
+        seq = uniform(gen, (n_seq, task.windows_per_sequence + c - 1), task.vocab)
+        if task.pad_start:
+            seq = torch.cat([seq.new_full((n_seq, c - 1), task.vocab), seq], dim=1)
         x = seq.unfold(1, c, 1).reshape(-1, c)[:batch]
     y = window_targets(task, x)
-    return x, y, torch.ones_like(y, dtype=torch.bool)
+    mask = observed(task, x)
+    return x, y.masked_fill(~mask, 0), mask
+
+
+def observed(task: Task, x: torch.Tensor) -> torch.Tensor:
+    """Which targets of windows x (batch, context) have their source in the sequence rather than in
+    its start padding: (batch, out_len) bool, all True without pad_start."""
+    if not task.pad_start:
+        return torch.ones(x.shape[0], task.out_len, dtype=torch.bool, device=x.device)
+    c, k, lag = task.context, task.out_len, task.lag
+    return x[:, c - lag - k : c - lag] != task.vocab
 
 
 def window_targets(task: Task, x: torch.Tensor) -> torch.Tensor:

@@ -25,7 +25,8 @@ Metrics = dict[str, float]
 def chance_levels(task: Task, y: torch.Tensor, mask: torch.Tensor) -> Metrics:
     """What a model that ignores its input scores, to read every metric against.
 
-    classification: uniform guessing over the vocabulary (loss ln V, acc 1/V, exact V^-K);
+    classification: uniform guessing over the vocabulary (loss ln V, acc 1/V, exact the mean of
+    V^-K_i over the samples i with K_i > 0 unmasked targets: V^-K when every sample has K);
     regression: always predicting the mean target of the set (mse = variance of the scaled target;
     its predictions have that mean and std 0, the collapse a regression model can fall into).
     A task family states its own (src/datamodules/tasks/).
@@ -33,8 +34,9 @@ def chance_levels(task: Task, y: torch.Tensor, mask: torch.Tensor) -> Metrics:
     if hasattr(task, "chance"):
         return task.chance()
     if task.objective == "classification":
-        k = mask[0].sum().item()
-        return {"loss": math.log(task.vocab), "acc": 1 / task.vocab, "exact": task.vocab**-k}
+        k = mask.sum(dim=1)
+        exact = (float(task.vocab) ** -k[k > 0].double()).mean().item()
+        return {"loss": math.log(task.vocab), "acc": 1 / task.vocab, "exact": exact}
     target = y[mask].double()
     mean = target.mean()
     const = mean.round()
@@ -45,7 +47,7 @@ def chance_levels(task: Task, y: torch.Tensor, mask: torch.Tensor) -> Metrics:
         "mse": mse,
         "mae": (target - mean).abs().mean().item(),
         "acc": (target == const).double().mean().item(),
-        "exact": hit.all(dim=1).double().mean().item(),
+        "exact": hit.all(dim=1)[mask.any(dim=1)].double().mean().item(),
         "pred_mean": mean.item(),
         "pred_std": 0.0,
     }
@@ -184,7 +186,8 @@ class SequenceModule(pl.LightningModule):
         weight = mask.float()
         metrics["loss"].update(self.loss(out, y, mask), weight.sum())
         metrics["acc"].update(correct.float(), weight)
-        metrics["exact"].update((correct | ~mask).all(dim=1).float())
+        # over the samples with a target (a pad_start window may have none)
+        metrics["exact"].update((correct | ~mask).all(dim=1).float(), mask.any(dim=1).float())
         if self.regression:
             metrics["mse"].update(((pred - y) / self.task.scale).pow(2), weight)
             metrics["mae"].update((pred - y).abs(), weight)
