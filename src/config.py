@@ -53,8 +53,10 @@ class Task:
     """What the data stream produces and what the model must predict (vocabulary: design.md).
 
     window framing: x (batch, context) -> y (batch, out_len), the target block ending `lag` steps
-    before the newest observation. label framing: x (batch, T) -> y (batch, T) with
-    y_t = f(x_{t-lag}) and steps t < lag (since the last reset) masked.
+    before the newest observation (with pad_start, also the incomplete windows at a sequence's
+    start, left-padded with the pad symbol `vocab`, their targets in the padding masked). label
+    framing: x (batch, T) -> y (batch, T) with y_t = f(x_{t-lag}) and steps t < lag (since the
+    last reset) masked.
     """
 
     name: str
