@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from src.config import make_task
+from predict import parse_values, predict
+from src.config import ConfigError, make_task
 from src.datamodules.generate import frame_windows, generator, uniform
 from src.lit_models.sequence_module import chance_levels
 from src.models.recurrent import InputEncoder
@@ -68,6 +69,12 @@ def test_pad_start_trains_well_above_chance(cfg_factory):
     # out_len 1: exact match over the windows with a target is their accuracy; counting the fifth
     # of windows without one as matched would lift exact above it
     assert metrics["test/exact"] == pytest.approx(metrics["test/acc"])
+    # predict.py reads the start of a sequence: fewer values than the context, left-padded
+    task, net = objects["module"].task, objects["module"].net.cpu()
+    assert predict(task, net, parse_values(task, ["5", "7"]))["expected"] == [5]
+    assert predict(task, net, parse_values(task, ["5"]))["expected"] == [None]  # its source is a pad
+    with pytest.raises(ConfigError, match="type 1 to 5"):
+        parse_values(task, ["1"] * 6)
 
 
 @pytest.mark.parametrize(
