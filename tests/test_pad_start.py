@@ -89,3 +89,15 @@ def test_scalar_regression_echo_with_pad_learns(cfg_factory, task, model, acc):
     assert objects["module"].net.encoder.size == 1
     assert metrics["test/mse"] < metrics["chance"]["mse"] / 20, metrics
     assert metrics["test/acc"] > acc, metrics
+
+
+def test_training_stream_serves_whole_padded_sequences_in_order():
+    # 3 windows a sequence (context 3, one whole window) in batches of 2: a block of 3 batches holds
+    # 2 whole sequences, so the stream reaches every window of a sequence, not only its padded start
+    from src.datamodules.sequence_datamodule import TrainStream
+
+    task = make_task({"vocab": 10, "context": 3, "lag": 1, "pad_start": True})
+    stream = TrainStream(task, batch=2, start=0, length=3, seed=0, rank=0, device="cpu")
+    x = torch.cat([b[0] for b in stream])
+    pads = (x == P).sum(1).tolist()
+    assert pads == [2, 1, 0, 2, 1, 0]
