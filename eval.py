@@ -35,7 +35,8 @@ from src.config import ConfigError
 # what an evaluation may change: the task, the evaluation set and how the process runs
 EVAL_DATA_KEYS = ("data.test_size", "data.test_seed", "data.eval_batch_size")
 EVAL_OTHER_KEYS = ("samples", "hardware.threads")
-FIXED_TASK_KEYS = ("task.name", "task.objective", "task.vocab", "task.encoding", "task.stream", "task.transform")
+FIXED_TASK_KEYS = ("task.name", "task.objective", "task.vocab", "task.encoding", "task.stream", "task.transform",
+                   "task.pad_start")  # fmt: skip
 METRICS = ("loss", "acc", "exact", "mse", "mae", "pred_mean", "pred_std")
 
 

@@ -9,7 +9,8 @@ an expected value. Examples:
     python predict.py outputs/runs/<folder> 4 8 15 16 23    # echo_lag (lag 1): expects 16
     python predict.py outputs/runs/<folder> 0 1 1 0         # invert_bits: expects 1 0 0 1
 
-Window tasks read exactly `task.context` values; label-framing tasks (a target at every step,
+Window tasks read exactly `task.context` values (1 to `task.context` with task.pad_start=true: a
+shorter window is the start of a sequence, left-padded); label-framing tasks (a target at every step,
 stateful ones included: they start from a reset state) read any number of values.
 Bad input (no such folder, a damaged config, no checkpoint or one with non-finite weights, a run
 that failed, wrong window length, a value outside the task's range) is answered with one sentence
@@ -127,6 +128,8 @@ def predict(task: Task, net: Any, values: list) -> dict[str, list]:
 
     floats = any(not isinstance(v, int) for v in values)  # floats, or a family's feature vectors
     x = torch.tensor([values], dtype=torch.float32 if floats else torch.long)
+    if task.pad_start:  # the start of a sequence: the missing observations are the pad symbol
+        x = torch.cat([x.new_full((1, task.context - len(values)), task.vocab), x], dim=1)
     y, mask = task.targets(x)
     expected = [v if m else None for v, m in zip(y[0].tolist(), mask[0].tolist(), strict=True)]
     with torch.no_grad():  # label framing: a target at every typed step, however many were typed

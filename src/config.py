@@ -65,7 +65,8 @@ class Task:
     before the newest observation (before the window when `target_outside_window`; stateful: row i of
     batch k+1 starts from the final state of row i of batch k, as a stateful Keras layer). label
     framing: x (batch, T) -> y (batch, T) with y_t = f(x_{t-lag}) and steps t < lag (since the last
-    reset) masked. Every task is a subclass
+    reset) masked. With pad_start, window framing also keeps the incomplete windows at a sequence's
+    start, left-padded with the pad symbol `vocab`, their targets in the padding masked. Every task is a subclass
     in its own file of src/datamodules/tasks/ (its rules, generation, baseline and typed input;
     the protocol is in that package's docstring); this class holds what the trainer reads.
     """
@@ -89,6 +90,18 @@ class Task:
     seq_len: int
     chunk: int
     target_outside_window: bool = False  # window framing: let lag + out_len exceed context (opt-in)
+    pad_start: bool = False  # window framing keeps a sequence's first windows, missing steps = symbol `vocab`
+
+    @property
+    def symbols(self) -> int:
+        """Input symbols: the vocabulary, plus the pad symbol (index `vocab`) with pad_start."""
+        return self.vocab + self.pad_start
+
+    @property
+    def rows_per_sequence(self) -> int:
+        """Windows cut from one sequence: `windows_per_sequence` whole ones, plus with pad_start the
+        context - 1 incomplete ones at its start (left-padded)."""
+        return self.windows_per_sequence + (self.context - 1 if self.pad_start else 0)
 
     @property
     def n_classes(self) -> int:
@@ -146,7 +159,12 @@ class Task:
                 f"got {len(values)} input values, but task {self.name} targets the value task.lag={self.lag} steps "
                 f"back, so no step would have a target; type at least {self.lag + 1}."
             )
-        if self.framing == "window" and len(values) != self.context:
+        if self.pad_start and not 1 <= len(values) <= self.context:
+            raise ConfigError(
+                f"got {len(values)} input values, but task {self.name} reads windows of task.context={self.context}, "
+                f"left-padded when shorter (task.pad_start=true); type 1 to {self.context}."
+            )
+        if self.framing == "window" and not self.pad_start and len(values) != self.context:
             raise ConfigError(
                 f"got {len(values)} input values, but task {self.name} reads windows of task.context={self.context}; "
                 f"type exactly {self.context}."

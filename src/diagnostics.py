@@ -206,7 +206,7 @@ def diagnose(net: nn.Module, task: Any, x: torch.Tensor, y: torch.Tensor, mask: 
     device = next(net.parameters()).device
     net.cpu()
     try:
-        symbols = task.vocab if task.encoding in ("onehot", "embedding") and not x.is_floating_point() else None
+        symbols = task.symbols if task.encoding in ("onehot", "embedding") and not x.is_floating_point() else None
         return {
             "memory": window_memory(net, x, symbols),
             "timescales": timescales(net, x),

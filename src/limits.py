@@ -56,7 +56,7 @@ def memory_estimate(task: Task, net: dict[str, Any], data: dict[str, Any], world
     'activations'}. net: the checked model node (cell, hidden, layers, topology, embedding_dim)."""
     f32, i64 = 4, 8
     gates, hidden, layers = GATES[net["cell"]], net["hidden"], net.get("layers", 1)
-    width = {"onehot": task.vocab, "embedding": net.get("embedding_dim", 16), "scalar": 1, "features": task.features}[
+    width = {"onehot": task.symbols, "embedding": net.get("embedding_dim", 16), "scalar": 1, "features": task.features}[
         task.encoding
     ]
     n_out = 1 if task.objective == "regression" else task.vocab
@@ -85,7 +85,7 @@ def memory_estimate(task: Task, net: dict[str, Any], data: dict[str, Any], world
         steps, block = task.chunk, task.seq_len  # a batch is `chunk` steps of a whole sequence block
     else:
         steps = block = task.context
-    per_block = math.lcm(rows, task.windows_per_sequence) // rows if task.windows_per_sequence > 1 else 1
+    per_block = math.lcm(rows, task.rows_per_sequence) // rows if task.rows_per_sequence > 1 else 1
     train_batch = sample_bytes(block, rows * per_block)
     eval_steps = task.seq_len if task.stateful and task.framing == "label" else task.context
     shards = math.ceil(data["val_size"] / world) + 2 * math.ceil(data["test_size"] / world)
@@ -96,7 +96,7 @@ def memory_estimate(task: Task, net: dict[str, Any], data: dict[str, Any], world
         return gates * hidden * (inputs + hidden + 2) + (layers - 1) * gates * hidden * (2 * hidden + 2)
 
     params = rnn_params(width) + (rnn_params(hidden) if encdec else 0) + hidden * n_out + n_out
-    params += task.vocab * width if task.encoding == "embedding" else 0
+    params += task.symbols * width if task.encoding == "embedding" else 0
     return {
         "training batch": train_batch,
         "evaluation": evaluation,

@@ -153,9 +153,8 @@ def build_net(task: Any, net_kwargs: dict[str, Any]):
     kwargs = {k: v for k, v in net_kwargs.items() if k != "tbptt"}
     kwargs.update(context=task.context, features=task.features)  # shapes the task implies (one_to_one, adding)
     n_out = 1 if task.objective == "regression" else task.vocab
-    return instantiate(
-        kwargs, vocab=task.vocab, encoding=task.encoding, n_out=n_out, out_len=task.out_len, scale=task.scale
-    )
+    shapes = {"vocab": task.vocab, "encoding": task.encoding, "n_out": n_out, "out_len": task.out_len}
+    return instantiate(kwargs, **shapes, scale=task.scale, pad=task.pad_start)
 
 
 def sample_table(module: Any, dm: Any, n: int) -> list[dict[str, Any]]:

@@ -52,9 +52,9 @@ class TrainStream(IterableDataset):
         t = task
         if t.stateful and t.framing == "label":  # one block = one fresh sequence of every stream
             self.per_block = t.seq_len // t.chunk
-        elif t.framing == "window" and t.stream == "uniform" and t.windows_per_sequence > 1:
+        elif t.framing == "window" and t.stream == "uniform" and t.rows_per_sequence > 1:
             # one block = whole sequences that split into whole batches, served in order
-            self.per_block = math.lcm(batch, t.windows_per_sequence) // batch
+            self.per_block = math.lcm(batch, t.rows_per_sequence) // batch
         else:
             self.per_block = 1
         self._cache: tuple[int, Batch] | None = None

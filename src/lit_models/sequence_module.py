@@ -175,7 +175,8 @@ class SequenceModule(pl.LightningModule):
         weight = mask.float()
         metrics["loss"].update(self.loss(out, y, mask), weight.sum())
         metrics["acc"].update(correct.float(), weight)
-        metrics["exact"].update((correct | ~mask).all(dim=1).float())
+        # over the samples with a target (a pad_start window may have none)
+        metrics["exact"].update((correct | ~mask).all(dim=1).float(), mask.any(dim=1).float())
         if self.regression:
             metrics["mse"].update(((pred - y) / self.task.scale).pow(2), weight)
             metrics["mae"].update((pred - y).abs(), weight)

@@ -14,23 +14,29 @@ from src.models.topologies import TOPOLOGIES
 
 
 class InputEncoder(nn.Module):
-    """onehot: (b, t) -> (b, t, vocab); embedding: (b, t, dim); scalar: (b, t, 1) value / scale;
-    features: (b, t, features) real values, as they are."""
+    """onehot: (b, t) -> (b, t, symbols); embedding: (b, t, dim); scalar: (b, t, 1) value / scale;
+    features: (b, t, features) real values, as they are. With `pad` the pad symbol (index vocab)
+    is one more symbol (symbols = vocab + 1: its own one-hot channel, its own embedding row), and
+    a scalar -1, outside the data's [0, (vocab - 1) / scale]."""
 
-    def __init__(self, encoding: str, vocab: int, embedding_dim: int, scale: float, features: int = 1):
+    def __init__(
+        self, encoding: str, vocab: int, embedding_dim: int, scale: float, features: int = 1, pad: bool = False
+    ):
         super().__init__()
-        self.encoding, self.vocab, self.scale = encoding, vocab, scale
-        self.embed = nn.Embedding(vocab, embedding_dim) if encoding == "embedding" else None
-        self.size = {"onehot": vocab, "embedding": embedding_dim, "scalar": 1, "features": features}[encoding]
+        self.encoding, self.vocab, self.scale, self.pad = encoding, vocab, scale, pad
+        self.symbols = vocab + pad
+        self.embed = nn.Embedding(self.symbols, embedding_dim) if encoding == "embedding" else None
+        self.size = {"onehot": self.symbols, "embedding": embedding_dim, "scalar": 1, "features": features}[encoding]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.encoding == "onehot":
-            return F.one_hot(x, self.vocab).float()
+            return F.one_hot(x, self.symbols).float()
         if self.encoding == "embedding":
             return self.embed(x)
         if self.encoding == "features":
             return x.float()
-        return x.unsqueeze(-1).float() / self.scale
+        v = x.unsqueeze(-1).float() / self.scale
+        return v.masked_fill(x.unsqueeze(-1) == self.vocab, -1.0) if self.pad else v
 
 
 def init_weights(module: nn.Module, scheme: str) -> None:
@@ -53,7 +59,8 @@ def init_weights(module: nn.Module, scheme: str) -> None:
 class RecurrentNet(nn.Module):
     """Input encoder -> topology (src/models/topologies.py) wiring cells (src/models/cells.py).
     The task implies vocab, encoding, n_out, out_len, context, features and scale; the model config gives the
-    rest. `attention` (dot or general) is the score of topology `attention`."""
+    rest. `attention` (dot or general) is the score of topology `attention`; `pad`: inputs may hold
+    the pad symbol (index vocab, task.pad_start)."""
 
     def __init__(
         self,
@@ -73,10 +80,11 @@ class RecurrentNet(nn.Module):
         scale: float = 1.0,
         init: str = "keras",
         attention: str | None = None,
+        pad: bool = False,
     ):
         super().__init__()
         self.out_len, self.cell = out_len, cell
-        self.encoder = InputEncoder(encoding, vocab, embedding_dim, scale, features)
+        self.encoder = InputEncoder(encoding, vocab, embedding_dim, scale, features, pad)
         options = {"attention": attention} if attention else {}
         self.topology = TOPOLOGIES[topology](
             lambda size: CELLS[cell](size, hidden, layers, dropout),

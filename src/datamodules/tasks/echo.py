@@ -56,6 +56,24 @@ class Echo(Task):
         stateful = g.get("stateful", False)
         if not isinstance(stateful, bool):
             raise ConfigError(f"task.stateful={stateful!r} is not allowed; it must be true or false.")
+        pad_start = g.get("pad_start", False)
+        if not isinstance(pad_start, bool):
+            raise ConfigError(f"task.pad_start={pad_start!r} is not allowed; it must be true or false.")
+        if pad_start and (framing != "window" or stream != "uniform"):
+            why = (
+                "label framing already reads every step from the start of a sequence (targets before it masked)"
+                if framing != "window"
+                else "a progression window is a fresh run of values, not a cut from one sequence with a start to pad"
+            )
+            raise ConfigError(
+                f"task.pad_start=true is not allowed with task.framing={framing!r} and task.stream={stream!r}: {why}; "
+                "use framing=window with stream=uniform, or pad_start=false."
+            )
+        if pad_start and stateful:
+            raise ConfigError(
+                "task.pad_start=true is not allowed with task.stateful=true: Keras' stateful windows (the tutorials' "
+                "layout) start each sequence at its first whole window; use one of the two."
+            )
         tbptt = _int("model.tbptt", tbptt)  # checked here first: it fills a null task.chunk below
         outside = g.get("target_outside_window", False)
         if not isinstance(outside, bool):
@@ -134,7 +152,7 @@ class Echo(Task):
             name=str(g.get("name", "custom")), stream=stream, vocab=vocab, context=context, lag=lag, out_len=out_len,
             framing=framing, transform=transform, encoding=encoding, objective=objective, scale=scale, step=step,
             start_low=start_low, start_high=start_high, windows_per_sequence=wps, stateful=stateful, seq_len=seq_len,
-            chunk=chunk, target_outside_window=outside,
+            chunk=chunk, target_outside_window=outside, pad_start=pad_start,
         )  # fmt: skip
 
     @staticmethod
@@ -167,9 +185,16 @@ class Echo(Task):
             return self.sequences(gen, batch, self.context)
         # span = max(context, lag + out_len): x is the last `context` observations of each span, so a
         # target outside the window (`target_outside_window`) is still a real past observation
+        import torch
+
+        # With pad_start the sequence is first left-padded with context - 1 pad symbols (index
+        # `vocab`), which keeps the incomplete windows at its start (`rows_per_sequence` rows a sequence)
         c, wps, span = self.context, self.windows_per_sequence, max(self.context, self.lag + self.out_len)
-        spans = self.uniform(gen, (math.ceil(batch / wps), wps + span - 1)).unfold(1, span, 1).reshape(-1, span)
-        spans = spans[:batch]
+        n_seq = math.ceil(batch / self.rows_per_sequence)
+        seq = self.uniform(gen, (n_seq, wps + span - 1))
+        if self.pad_start:
+            seq = torch.cat([seq.new_full((n_seq, c - 1), self.vocab), seq], dim=1)
+        spans = seq.unfold(1, span, 1).reshape(-1, span)[:batch]
         return spans[:, span - c :], *self.targets(spans)
 
     def sequences(self, gen: Any, rows: int, length: int | None = None) -> tuple[Any, Any, Any]:
@@ -188,8 +213,11 @@ class Echo(Task):
             if n < lag + k:  # the target lies before the window (target_outside_window): not in x
                 y = x.new_zeros(x.shape[0], k)
                 return y, torch.zeros_like(y, dtype=torch.bool)
-            y = self.transformed(x[:, n - lag - k : n - lag])
-            return y, torch.ones_like(y, dtype=torch.bool)
+            source = x[:, n - lag - k : n - lag]
+            if not self.pad_start:
+                return self.transformed(source), torch.ones_like(source, dtype=torch.bool)
+            observed = source != self.vocab  # a target whose source is a pad symbol does not count (y = 0)
+            return self.transformed(source).masked_fill(~observed, 0), observed
         b, t = x.shape
         lag = self.lag
         source = torch.cat([x.new_zeros(b, lag), x[:, : t - lag]], dim=1) if lag else x
@@ -204,9 +232,10 @@ class Echo(Task):
         regression: always predicting the mean target of the set (mse = variance of the scaled target;
         its predictions have that mean and std 0, the collapse a regression model can fall into).
         """
-        if self.objective == "classification":
-            k = mask[0].sum().item()
-            return {"loss": math.log(self.vocab), "acc": 1 / self.vocab, "exact": self.vocab**-k}
+        if self.objective == "classification":  # exact: the mean of V^-K_i over samples with K_i > 0 targets
+            k = mask.sum(dim=1)
+            exact = (float(self.vocab) ** -k[k > 0].double()).mean().item()
+            return {"loss": math.log(self.vocab), "acc": 1 / self.vocab, "exact": exact}
         target = y[mask].double()
         mean = target.mean()
         const = mean.round()
@@ -217,7 +246,7 @@ class Echo(Task):
             "mse": mse,
             "mae": (target - mean).abs().mean().item(),
             "acc": (target == const).double().mean().item(),
-            "exact": hit.all(dim=1).double().mean().item(),
+            "exact": hit.all(dim=1)[mask.any(dim=1)].double().mean().item(),
             "pred_mean": mean.item(),
             "pred_std": 0.0,
         }
