@@ -132,6 +132,14 @@ def validate(cfg: DictConfig) -> tuple[Any, dict[str, Any], int]:
             f"task.windows_per_sequence={task.windows_per_sequence}: a batch of stateful windows would straddle "
             "two sequences; use a batch size that divides it."
         )
+    for key in ("val_size", "test_size") if task.stateful and task.framing == "window" else ():
+        n_seq = -(-cfg.data[key] // task.windows_per_sequence)  # whole sequences, rounded up
+        if n_seq < world:
+            raise ConfigError(
+                f"data.{key}={cfg.data[key]} makes {n_seq} sequence(s) of task.windows_per_sequence="
+                f"{task.windows_per_sequence} stateful windows, fewer than the {world} processes that share them; "
+                f"use {key} >= {task.windows_per_sequence * world}."
+            )
     check_run(cfg, task)
     check_progress(cfg.get("progress", True))
     if not isinstance(cfg.get("diagnostics", True), bool):

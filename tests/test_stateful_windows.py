@@ -104,3 +104,28 @@ def test_s2_keras_batches_stay_at_chance_where_the_previous_step_state_learns(tm
     previous, _ = train(make_cfg(tmp_path / "previous", "experiment=s2_echo_lag_online", *budget))
     assert keras["test/acc"] < 0.025, keras  # chance 1%
     assert previous["test/acc"] > 0.04, previous
+
+
+# -- the presets at their full budgets (README "Ignore Internal State") -------------------------
+SLOW = pytest.mark.slow  # reason: each runs its source's full budget (30 s to 9 min on one CPU thread)
+
+
+@SLOW
+def test_s2_keras_batches_preset_stays_at_chance(cfg_factory):
+    metrics, _ = train(cfg_factory("experiment=s2_keras_batches", "hardware.threads=1"))
+    assert metrics["test/acc"] < 0.025 and metrics["steps"] == 8000, metrics  # measured 1.04%, chance 1%
+
+
+@SLOW
+def test_lag2_one_step_collapses_on_raw_integers(cfg_factory):
+    metrics, _ = train(cfg_factory("experiment=s6_lag2_one_step", "hardware.threads=1"))
+    assert metrics["test/pred_std"] < 1 and abs(metrics["test/pred_mean"] - metrics["chance"]["pred_mean"]) < 5
+
+
+@SLOW
+@pytest.mark.parametrize(
+    ("extra", "low", "high"), [([], 0.0, 0.025), (["task.context=3", "task.target_outside_window=false"], 0.99, 1.0)]
+)
+def test_lag2_one_step_needs_context_not_one_hot(cfg_factory, extra, low, high):
+    metrics, _ = train(cfg_factory("experiment=s6b_lag2_one_step_onehot", *extra, "hardware.threads=1"))
+    assert low <= metrics["test/acc"] <= high, metrics
