@@ -315,7 +315,7 @@ def test_presets_cover_the_grids_they_promise():
 
 def test_published_presets_keep_the_published_settings_and_their_tables_read_the_committed_runs(tmp_path):
     # Arjovsky et al. 2016: LSTM(128), RMSProp lr 1e-3 (decay 0.9), batch 20; short delays/lengths
-    # and the published 100 (and 200 for copy), 3 seeds, one job at a time (the basic launcher).
+    # and the published 100 and 200, 3 seeds, one job at a time (the basic launcher).
     with initialize_config_dir(config_dir=CONF, version_base="1.3"):
         grids = {
             name: compose("train", overrides=[f"+sweep={name}"], return_hydra_config=True)
@@ -328,7 +328,7 @@ def test_published_presets_keep_the_published_settings_and_their_tables_read_the
         assert cfg.optim.optimizer._target_ == "torch.optim.RMSprop" and cfg.optim.optimizer.lr == 0.001
         assert cfg.optim.optimizer.alpha == 0.9 and cfg.callbacks.target_reached.target is None
         values = [int(v) for v in str(cfg.hydra.sweeper.params[key]).split(",")]
-        assert {10, 100} <= set(values) and str(cfg.hydra.sweeper.params.seed) == "0,1,2"
+        assert {10, 100, 200} <= set(values) and str(cfg.hydra.sweeper.params.seed) == "0,1,2"
     cfg = grids["attention"]
     assert cfg.task.name == "partial_echo" and str(cfg.hydra.sweeper.params.model) == "attention,encdec"
     assert cfg.trainer.max_steps == 3000 and cfg.callbacks.target_reached.target == 1.0
