@@ -34,7 +34,7 @@ def main(argv: list[str]) -> int:
             p = argparse.ArgumentParser(prog="sweep.py summarize", description="Summarize a multirun folder.")
             p.add_argument("folder", help="the sweep folder (with multirun.yaml) that train.py -m printed")
             p.add_argument("--metric", default="test/exact", help="metric of the table, heatmap and 'solved'")
-            p.add_argument("--threshold", type=float, default=0.99, help="a job solves when metric >= threshold")
+            p.add_argument("--threshold", type=float, default=0.99, help="solved: metric >= it (<= for loss, mse, mae)")
             p.add_argument("--x", default=None, help="swept key along the heatmap's x axis (default model.hidden)")
             p.add_argument("--y", default=None, help="swept key along the heatmap's y axis (default task.lag)")
             p.add_argument("--out", default=None, help="folder for csv/md/png (default <folder>/summary)")

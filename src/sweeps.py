@@ -628,10 +628,21 @@ def _number(v: Any) -> float | None:
 
 
 # -- tables ----------------------------------------------------------------------------------
+LOWER_IS_BETTER = ("loss", "mse", "mae")  # a metric named */loss, */mse or */mae solves by going under
+
+
+def rule(metric: str, threshold: float) -> str:
+    """What solving means: `metric >= threshold`, or `<=` for an error (loss, mse, mae)."""
+    return f"{metric} {'<=' if metric.rsplit('/', 1)[-1] in LOWER_IS_BETTER else '>='} {threshold}"
+
+
 def solved(job: Job, metric: str, threshold: float) -> bool | None:
-    """None when the job has no value for the metric (failed or missing)."""
+    """None when the job has no value for the metric (failed or missing); an error metric (loss,
+    mse, mae) solves at or under the threshold, any other at or over it."""
     v = _number(job.metrics.get(metric)) if job.status == "completed" else None
-    return None if v is None else v >= threshold
+    if v is None:
+        return None
+    return v <= threshold if metric.rsplit("/", 1)[-1] in LOWER_IS_BETTER else v >= threshold
 
 
 def _fmt(v: Any) -> str:
@@ -704,7 +715,7 @@ def _pm(stats: tuple[float, float, int] | None, digits: int = 3) -> str:
 
 def capacity_table(sweep: Sweep, metric: str, threshold: float) -> tuple[list[str], list[list[str]]] | None:
     """Smallest hidden size that solves each lag, for each cell (and each value of any other swept
-    key). A size solves a lag when more than half of its seeds reach `metric >= threshold`;
+    key). A size solves a lag when more than half of its seeds reach `rule(metric, threshold)`;
     the cell shows `size (solved seeds/seeds)`, or `> largest` when no swept size does."""
     done = [j for j in sweep.jobs if j.status == "completed"]
     grid = sweep.expected is not None and (HIDDEN_KEY in sweep.swept or LAG_KEY in sweep.swept)
@@ -781,7 +792,7 @@ def heatmap(
     sweep: Sweep, metric: str, threshold: float, path: Path, x: str | None = None, y: str | None = None
 ) -> Path:
     """One panel per value of the facet keys; each cell the mean of `metric` over seeds, written
-    with its spread (sample std) and how many seeds solve (metric >= threshold). Cells with no
+    with its spread (sample std) and how many seeds solve (`rule(metric, threshold)`). Cells with no
     completed job say why (failed / missing)."""
     import matplotlib
 
@@ -833,7 +844,7 @@ def heatmap(
         ax.axis("off")
     seeds = len(sweep.values.get(SEED_KEY, [])) or 1
     fig.suptitle(
-        f"{metric}: mean over {seeds} seed{'s' if seeds > 1 else ''} (± sample std); solved: {metric} >= {threshold}",
+        f"{metric}: mean over {seeds} seed{'s' if seeds > 1 else ''} (± sample std); solved: {rule(metric, threshold)}",
         fontsize=10,
     )
     if image is not None:
@@ -994,7 +1005,7 @@ def _summarize(
     md.append(f"- jobs: {expected}; {counts} ({sweep.sweeper}, {sweep.launcher})")
     for k in sweep.keys:
         md.append(f"- {'swept' if k in sweep.swept else 'fixed'}: `{k}` = {', '.join(sweep.values[k])}")
-    md.append(f"- solved: `{metric} >= {threshold}` on the job's final {metric.split('/')[0]} set")
+    md.append(f"- solved: `{rule(metric, threshold)}` on the job's final {metric.split('/')[0]} set")
     ends = [j.folder / "metrics.json" for j in sweep.jobs if j.folder is not None]
     ends = [p for p in ends if p.is_file()]
     start = sweep.start
@@ -1009,7 +1020,7 @@ def _summarize(
     if capacity:
         md += ["", f"## Smallest `{HIDDEN_KEY}` that solves each lag", ""]
         md += [
-            f"Smallest swept hidden size at which more than half of the seeds reach `{metric} >= {threshold}` "
+            f"Smallest swept hidden size at which more than half of the seeds reach `{rule(metric, threshold)}` "
             "(solved seeds/seeds); `> n`: no swept size up to n does.",
             "",
             _md_table(*capacity),
@@ -1034,9 +1045,9 @@ def _summarize(
     if not quiet:
         print(f"\nSweep {sweep.folder}: {expected}; {counts}")
         if capacity:
-            print(f"\nSmallest {HIDDEN_KEY} that solves each lag ({metric} >= {threshold} in most seeds):")
+            print(f"\nSmallest {HIDDEN_KEY} that solves each lag ({rule(metric, threshold)} in most seeds):")
             print(_text_table(*capacity))
-        print(f"\nBy configuration ({metric} >= {threshold} counts as solved):")
+        print(f"\nBy configuration ({rule(metric, threshold)} counts as solved):")
         print(_text_table(g_header, g_rows))
         for status, jobs in unfinished.items():
             for j in jobs:

@@ -119,6 +119,17 @@ def test_summary_of_a_sweep_with_a_failing_job(failing_sweep):
     assert after == before
 
 
+def test_an_error_metric_solves_at_or_under_its_threshold(failing_sweep, tmp_path):
+    # test/loss: 50 units echo lag 1 (loss near 0), 2 units cannot (loss near ln 100 = 4.6); a loss
+    # solves by going under the threshold, and the summary says `<=`.
+    copy = tmp_path / "copy"
+    shutil.copytree(failing_sweep, copy, ignore=shutil.ignore_patterns("summary"))
+    summarize(copy, metric="test/loss", threshold=1.0, quiet=True)
+    rows = list(csv.DictReader((copy / "summary" / "jobs.csv").open()))
+    assert [(r["model.hidden"], r["solved"]) for r in rows[:2]] == [("2", "false"), ("50", "true")]
+    assert "- solved: `test/loss <= 1.0` on the job's final test set" in (copy / "summary" / "summary.md").read_text()
+
+
 def test_half_finished_sweep_lists_its_missing_jobs(failing_sweep, tmp_path):
     half = tmp_path / "half"
     shutil.copytree(failing_sweep, half, ignore=shutil.ignore_patterns("summary"))
@@ -302,9 +313,40 @@ def test_presets_cover_the_grids_they_promise():
     assert slurm._target_.endswith("SlurmLauncher") and slurm.cpus_per_task >= 1
 
 
+def test_published_presets_keep_the_published_settings_and_their_tables_read_the_committed_runs(tmp_path):
+    # Arjovsky et al. 2016: LSTM(128), RMSProp lr 1e-3 (decay 0.9), batch 20; short delays/lengths
+    # and the published 100 and 200, 3 seeds, one job at a time (the basic launcher).
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        grids = {
+            name: compose("train", overrides=[f"+sweep={name}"], return_hydra_config=True)
+            for name in ("copy", "adding", "attention")
+        }
+    for name, key in (("copy", "task.delay"), ("adding", "task.length")):
+        cfg = grids[name]
+        assert cfg.task.family == ("copy_memory" if name == "copy" else "adding")
+        assert cfg.model.hidden == 128 and cfg.data.batch_size == 20 and cfg.trainer.max_steps == 2000
+        assert cfg.optim.optimizer._target_ == "torch.optim.RMSprop" and cfg.optim.optimizer.lr == 0.001
+        assert cfg.optim.optimizer.alpha == 0.9 and cfg.callbacks.target_reached.target is None
+        values = [int(v) for v in str(cfg.hydra.sweeper.params[key]).split(",")]
+        assert {10, 100, 200} <= set(values) and str(cfg.hydra.sweeper.params.seed) == "0,1,2"
+    cfg = grids["attention"]
+    assert cfg.task.name == "partial_echo" and str(cfg.hydra.sweeper.params.model) == "attention,encdec"
+    assert cfg.trainer.max_steps == 3000 and cfg.callbacks.target_reached.target == 1.0
+    for cfg in grids.values():
+        assert cfg.hydra.launcher._target_.endswith("BasicLauncher") and cfg.hardware.threads == 1
+    # The README's tables are what docs/published/tables.py makes of the committed jobs.csv files.
+    r = run_cli(str(tmp_path / "tables.md"), script="docs/published/tables.py")
+    assert r.returncode == 0, r.stderr
+    committed = (Path(CONF).parent / "docs" / "published" / "tables.md").read_text()
+    assert r.stdout == (tmp_path / "tables.md").read_text() == committed
+
+
 def test_sweep_py_refuses_bad_input_before_any_work(tmp_path):
     r = run_cli("nope", script="sweep.py")
-    assert r.returncode == 2 and "sweep preset 'nope' does not exist; choose one of: border, capacity," in r.stderr
+    assert (
+        r.returncode == 2
+        and "sweep preset 'nope' does not exist; choose one of: adding, attention, border, capacity," in r.stderr
+    )
     run_dir = tmp_path / "single"
     (run_dir / ".hydra").mkdir(parents=True)
     r = run_cli("summarize", str(run_dir), script="sweep.py")
