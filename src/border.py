@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from src.sweeps import PRESET_DIR, ROOT, SweepError, _md_table, _text_table, _write
+from src.sweeps import PRESET_DIR, ROOT, SweepError, _md_table, _text_table, _write, share, wilson
 
 PRESET = PRESET_DIR / "border.yaml"
 SEARCH_KEYS = ("model", "task.lag", "seed", "border.min", "border.max", "border.share", "border.threshold")
@@ -53,16 +53,6 @@ def gallop_bisect(lo: int, hi: int, solves: Callable[[int], bool]) -> tuple[int 
         else:
             failing = mid
     return solving, failing
-
-
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a share k/n (good at small n and at 0 or n successes)."""
-    if n == 0:
-        return 0.0, 1.0
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 # -- the settings ----------------------------------------------------------------------------
@@ -201,8 +191,7 @@ def _share(search: Search, runs: dict[int, list[dict[str, Any]]], h: int | None)
     if h is None:
         return "-"
     k = sum((m.get(search.metric) or 0) >= search.threshold for m in runs[h])
-    lo, hi = wilson(k, len(runs[h]))
-    return f"{k}/{len(runs[h])} [{lo:.2f}, {hi:.2f}]"
+    return share(k, len(runs[h]))
 
 
 def border_row(search: Search, cell: str, lag: int, folder: Path) -> list[str]:
