@@ -24,7 +24,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -645,20 +645,25 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
-def judged(sweep: Sweep) -> str:
-    """Which weights the completed jobs' test metrics were measured on, from their metrics.json
-    (src/run.py tests the checkpoint callback's best.ckpt, selected on validation, when there is
-    one, else the final weights): e.g. `best.ckpt (lowest val/loss) in 4 jobs`."""
+def weights_judged(tested: Iterable[str | None]) -> str:
+    """Which weights test metrics were measured on, from the jobs' metrics.json (`weights.test`,
+    else `tested_checkpoint`): src/run.py tests the checkpoint callback's best.ckpt, selected on
+    validation, when there is one, else the final weights. E.g. `best.ckpt (lowest val/loss) in 4 jobs`."""
     counts: dict[str, int] = {}
-    for j in sweep.jobs:
-        if j.status == "completed":
-            which = str(j.metrics.get("weights.test") or j.metrics.get("tested_checkpoint") or "unrecorded weights")
-            m = re.match(r"(?:.*/)?(\S+\.ckpt) \(step \d+, (.+)\)$", which)
-            which = f"{m.group(1)} ({m.group(2)})" if m else re.sub(r" \(step \d+\)$", "", which)
-            counts[which] = counts.get(which, 0) + 1
+    for which in tested:
+        which = str(which or "unrecorded weights")
+        m = re.match(r"(?:.*/)?(\S+\.ckpt) \(step \d+, (.+)\)$", which)
+        which = f"{m.group(1)} ({m.group(2)})" if m else re.sub(r" \(step \d+\)$", "", which)
+        counts[which] = counts.get(which, 0) + 1
     if not counts:
         return "no completed job"
     return ", ".join(f"{w} in {n} job{'s' if n > 1 else ''}" for w, n in counts.items())
+
+
+def judged(sweep: Sweep) -> str:
+    """weights_judged over the completed jobs of a sweep."""
+    done = [j for j in sweep.jobs if j.status == "completed"]
+    return weights_judged(j.metrics.get("weights.test") or j.metrics.get("tested_checkpoint") for j in done)
 
 
 def job_rows(sweep: Sweep, metric: str, threshold: float) -> tuple[list[str], list[dict[str, str]]]:
