@@ -14,11 +14,8 @@ search checks only the sizes it visits, and reports the largest failing one it s
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import json
 import math
-import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -28,10 +25,19 @@ from typing import Any
 
 import yaml
 
-from src.sweeps import PRESET_DIR, ROOT, SweepError, _md_table, _text_table, _write
+from src.sweeps import PRESET_DIR, ROOT, SweepError, _md_table, _text_table, _write, share, weights_judged
 
 PRESET = PRESET_DIR / "border.yaml"
-SEARCH_KEYS = ("model", "task.lag", "seed", "border.min", "border.max", "border.share", "border.threshold")
+SEARCH_KEYS = (
+    "model",
+    "task.vocab",
+    "task.lag",
+    "seed",
+    "border.min",
+    "border.max",
+    "border.share",
+    "border.threshold",
+)
 
 
 # -- the search ------------------------------------------------------------------------------
@@ -55,20 +61,11 @@ def gallop_bisect(lo: int, hi: int, solves: Callable[[int], bool]) -> tuple[int 
     return solving, failing
 
 
-def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
-    """95% Wilson score interval of a share k/n (good at small n and at 0 or n successes)."""
-    if n == 0:
-        return 0.0, 1.0
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return max(0.0, centre - half), min(1.0, centre + half)
-
-
 # -- the settings ----------------------------------------------------------------------------
 @dataclass
 class Search:
     cells: list[str]
+    vocabs: list[int] | None  # None: the task's own vocab (resolved by run_border)
     lags: list[int]
     seeds: list[int]
     min: int
@@ -85,6 +82,11 @@ def _ints(key: str, value: str) -> list[int]:
         out = [int(v) for v in str(value).split(",")]
     except ValueError:
         raise SweepError(f"{key}={value} must be whole numbers separated by commas.") from None
+    if key == "task.vocab" and min(out) < 2:
+        raise SweepError(
+            f"task.vocab={value} must be whole numbers of at least 2: a stream needs 2 symbols, and the bits "
+            "demanded are lag x log2(vocab)."
+        )
     if not out or min(out) < (0 if key == "seed" else 1):
         raise SweepError(f"{key}={value} must be {'non-negative' if key == 'seed' else 'positive'} whole numbers.")
     return out
@@ -109,6 +111,8 @@ def parse(overrides: Sequence[str]) -> Search:
     for c in cells:
         if c not in known:
             raise SweepError(f"model={c} is not a cell of conf/model/; choose from: {', '.join(known)}.")
+    vocab_text = given.get("task.vocab", ",".join(map(str, spec.get("vocabs") or [])))
+    vocabs = _ints("task.vocab", vocab_text) if "task.vocab" in given or vocab_text else None
     lags = _ints("task.lag", given.get("task.lag", ",".join(map(str, spec["lags"]))))
     seeds = _ints("seed", given.get("seed", ",".join(map(str, spec["seeds"]))))
     lo = _ints("border.min", given.get("border.min", str(spec["min"])))[0]
@@ -116,22 +120,24 @@ def parse(overrides: Sequence[str]) -> Search:
     if lo > hi:
         raise SweepError(f"border.min={lo} is above border.max={hi}; the sizes searched are border.min..border.max.")
     try:
-        share = float(given.get("border.share", spec["share"]))
+        need = float(given.get("border.share", spec["share"]))
         threshold = float(given.get("border.threshold", spec["threshold"]))
     except ValueError:
         raise SweepError("border.share and border.threshold must be numbers.") from None
-    if not 0 < share <= 1:
-        raise SweepError(f"border.share={share} must lie in (0, 1]: the share of seeds a size must solve.")
-    return Search(cells, lags, seeds, lo, hi, share, threshold, spec["metric"], spec["preset"], rest)
+    if not 0 < need <= 1:
+        raise SweepError(f"border.share={need} must lie in (0, 1]: the share of seeds a size must solve.")
+    return Search(cells, vocabs, lags, seeds, lo, hi, need, threshold, spec["metric"], spec["preset"], rest)
 
 
 # -- jobs ------------------------------------------------------------------------------------
-def compose_job(search: Search, cell: str, lag: int, hidden: int, seed: int, folder: Path) -> Any:
-    """The config `train.py +sweep=<preset> model=<cell> task.lag=<lag> ...` would run."""
+def compose_job(search: Search, cell: str, vocab: int | None, lag: int, hidden: int, seed: int, folder: Path) -> Any:
+    """The config `train.py +sweep=<preset> model=<cell> task.vocab=<vocab> task.lag=<lag> ...` would
+    run (vocab None: the task's own)."""
     from hydra import compose, initialize_config_dir
     from omegaconf import open_dict
 
-    job = [f"model={cell}", f"task.lag={lag}", f"model.hidden={hidden}", f"seed={seed}"]
+    job = [f"model={cell}", *([f"task.vocab={vocab}"] if vocab is not None else [])]
+    job += [f"task.lag={lag}", f"model.hidden={hidden}", f"seed={seed}"]
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=[f"+sweep={search.preset}", "progress=false", *search.overrides, *job])
     with open_dict(cfg):
@@ -140,7 +146,8 @@ def compose_job(search: Search, cell: str, lag: int, hidden: int, seed: int, fol
 
 
 def check(search: Search, folder: Path) -> None:
-    """Every (cell, lag) at both ends of the sizes through train's own checks, before any job."""
+    """Every (cell, vocab, lag) at both ends of the sizes through train's own checks, before any
+    job; a search without `task.vocab` takes the vocab the task's config gives."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
@@ -148,19 +155,24 @@ def check(search: Search, folder: Path) -> None:
     from src.run import validate
 
     for cell in search.cells:
-        for lag in search.lags:
-            for h in (search.min, search.max):
-                try:
-                    validate(compose_job(search, cell, lag, h, search.seeds[0], folder))
-                except (HydraException, OmegaConfBaseException, ConfigError) as err:
-                    reason = str(err).strip().splitlines()[0].rstrip(".")
-                    raise SweepError(
-                        f"the job model={cell} task.lag={lag} model.hidden={h} would fail: {reason}."
-                    ) from None
+        for vocab in search.vocabs or [None]:
+            for lag in search.lags:
+                for h in (search.min, search.max):
+                    try:
+                        cfg = compose_job(search, cell, vocab, lag, h, search.seeds[0], folder)
+                        validate(cfg)
+                    except (HydraException, OmegaConfBaseException, ConfigError) as err:
+                        reason = str(err).strip().splitlines()[0].rstrip(".")
+                        given = f" task.vocab={vocab}" if vocab is not None else ""
+                        raise SweepError(
+                            f"the job model={cell}{given} task.lag={lag} model.hidden={h} would fail: {reason}."
+                        ) from None
+    if search.vocabs is None:
+        search.vocabs = [int(cfg.task.vocab)]
 
 
-def job_name(cell: str, lag: int, hidden: int, seed: int) -> str:
-    return f"{cell}_lag{lag}_h{hidden}_s{seed}"
+def job_name(cell: str, vocab: int, lag: int, hidden: int, seed: int) -> str:
+    return f"{cell}_v{vocab}_lag{lag}_h{hidden}_s{seed}"
 
 
 def read_done(job: Path) -> dict[str, Any] | None:
@@ -171,10 +183,10 @@ def read_done(job: Path) -> dict[str, Any] | None:
     return metrics if isinstance(metrics, dict) and metrics.get("status") == "completed" else None
 
 
-def run_job(search: Search, cell: str, lag: int, hidden: int, seed: int, folder: Path) -> dict[str, Any]:
+def run_job(search: Search, cell: str, vocab: int, lag: int, hidden: int, seed: int, folder: Path) -> dict[str, Any]:
     """metrics.json of the job: read when it completed before, else trained now (its output goes to
     <job>/border.log; an unfinished earlier attempt is moved aside to <job>.unfinished-<time>)."""
-    job = folder / job_name(cell, lag, hidden, seed)
+    job = folder / job_name(cell, vocab, lag, hidden, seed)
     done = read_done(job)
     if done is not None:
         return done
@@ -182,7 +194,7 @@ def run_job(search: Search, cell: str, lag: int, hidden: int, seed: int, folder:
         job.rename(job.with_name(f"{job.name}.unfinished-{time.strftime('%Y%m%d-%H%M%S')}"))
     from src.run import train
 
-    cfg = compose_job(search, cell, lag, hidden, seed, job)
+    cfg = compose_job(search, cell, vocab, lag, hidden, seed, job)
     job.mkdir(parents=True)
     t0 = time.perf_counter()
     with open(job / "border.log", "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
@@ -196,46 +208,45 @@ def run_job(search: Search, cell: str, lag: int, hidden: int, seed: int, folder:
     return metrics
 
 
-# -- the result ------------------------------------------------------------------------------
-def _share(search: Search, runs: dict[int, list[dict[str, Any]]], h: int | None) -> str:
-    if h is None:
-        return "-"
-    k = sum((m.get(search.metric) or 0) >= search.threshold for m in runs[h])
-    lo, hi = wilson(k, len(runs[h]))
-    return f"{k}/{len(runs[h])} [{lo:.2f}, {hi:.2f}]"
+# -- the search of one point -----------------------------------------------------------------
+@dataclass
+class Point:
+    """The search of one (cell, vocab, lag): every job it ran, and what the bisection concluded."""
+
+    cell: str
+    vocab: int
+    lag: int
+    jobs: list[dict[str, Any]] = field(default_factory=list)  # one record per job, in the order run
+    solving: int | None = None
+    failing: int | None = None
 
 
-def border_row(search: Search, cell: str, lag: int, folder: Path) -> list[str]:
-    """Search one (cell, lag) and return its table row."""
-    runs: dict[int, list[dict[str, Any]]] = {}
+def search_point(search: Search, cell: str, vocab: int, lag: int, folder: Path) -> Point:
+    point = Point(cell, vocab, lag)
 
     def solves(h: int) -> bool:
-        runs[h] = [run_job(search, cell, lag, h, s, folder) for s in search.seeds]
-        k = sum((m.get(search.metric) or 0) >= search.threshold for m in runs[h])
-        return k >= search.share * len(search.seeds)
+        runs = [run_job(search, cell, vocab, lag, h, s, folder) for s in search.seeds]
+        point.jobs += [
+            {
+                "hidden": h,
+                "seed": s,
+                "ok": (m.get(search.metric) or 0) >= search.threshold,
+                "step": (m.get("target") or {}).get("step"),
+                "params": m.get("params"),
+                "weights": (m.get("weights") or {}).get("test") or m.get("tested_checkpoint"),
+            }
+            for s, m in zip(search.seeds, runs, strict=True)
+        ]
+        return sum(j["ok"] for j in point.jobs if j["hidden"] == h) >= search.share * len(search.seeds)
 
-    solving, failing = gallop_bisect(search.min, search.max, solves)
-    at = runs[solving] if solving is not None else []
-    steps = [m["target"]["step"] for m in at if (m.get("target") or {}).get("step") is not None]
-    vocab = int(compose_job(search, cell, lag, search.min, search.seeds[0], folder).task.vocab)
-    state = None if solving is None else solving * (2 if cell == "lstm" else 1)
-    return [
-        cell,
-        str(lag),
-        str(solving) if solving is not None else f"> {search.max}",
-        _share(search, runs, solving),
-        str(failing) if failing is not None else f"< {search.min} not searched",
-        _share(search, runs, failing),
-        f"{statistics.median(steps):.0f} ({len(steps)}/{len(at)})" if steps else "-",
-        str(at[0]["params"]) if at else "-",
-        f"{lag * math.log2(vocab):.1f}",
-        str(state) if state is not None else "-",
-        ", ".join(str(h) for h in runs),
-    ]
+    point.solving, point.failing = gallop_bisect(search.min, search.max, solves)
+    return point
 
 
+# -- the result ------------------------------------------------------------------------------
 HEADER = [
     "cell",
+    "vocab",
     "lag",
     "smallest solving hidden",
     "solved there [95% CI]",
@@ -249,49 +260,164 @@ HEADER = [
 ]
 
 
+def state_units(cell: str, hidden: int) -> int:
+    """Numbers the recurrent state holds: hidden, or 2 x hidden for the LSTM's (h, c)."""
+    return hidden * (2 if cell == "lstm" else 1)
+
+
+def result(search: Search, points: Sequence[Point]) -> Any:
+    """One row per (cell, vocab, lag), from every job the search ran grouped by size (pandas):
+    solved seeds/seeds [95% Wilson interval] at the smallest solving and the largest failing size,
+    the median step at which the solving size's jobs reached the validation target, its parameters,
+    the bits the task demands (lag x log2 vocab) and the state units of the solving size."""
+    import pandas as pd
+
+    jobs = pd.DataFrame(
+        [{"cell": p.cell, "vocab": p.vocab, "lag": p.lag, **j} for p in points for j in p.jobs],
+        columns=["cell", "vocab", "lag", "hidden", "seed", "ok", "step", "params"],
+    ).astype({"step": "float64"})
+    sizes = jobs.groupby(["cell", "vocab", "lag", "hidden"], sort=False).agg(
+        ok=("ok", "sum"),
+        n=("ok", "size"),
+        reached=("step", "count"),
+        step=("step", "median"),
+        params=("params", "first"),
+    )
+
+    def at(p: Point, h: int | None) -> Any:
+        return None if h is None else sizes.loc[(p.cell, p.vocab, p.lag, h)]
+
+    rows = []
+    for p in points:
+        win, lose = at(p, p.solving), at(p, p.failing)
+        rows.append(
+            {
+                "cell": p.cell,
+                "vocab": str(p.vocab),
+                "lag": str(p.lag),
+                "smallest solving hidden": str(p.solving) if p.solving is not None else f"> {search.max}",
+                "solved there [95% CI]": share(int(win["ok"]), int(win["n"])) if win is not None else "-",
+                "largest failing hidden": str(p.failing) if p.failing is not None else f"< {search.min} not searched",
+                "solved there [95% CI] ": share(int(lose["ok"]), int(lose["n"])) if lose is not None else "-",
+                "median steps to target": f"{win['step']:.0f} ({win['reached']:.0f}/{win['n']:.0f})"
+                if win is not None and win["reached"]
+                else "-",
+                "params": str(int(win["params"])) if win is not None else "-",
+                "bits demanded": f"{p.lag * math.log2(p.vocab):.1f}",
+                "state units": str(state_units(p.cell, p.solving)) if p.solving is not None else "-",
+                "sizes run (in order)": ", ".join(dict.fromkeys(str(j["hidden"]) for j in p.jobs)),
+            }
+        )
+    # the two "solved there" columns differ by a trailing space here (pandas columns are unique);
+    # border.csv and the tables print HEADER
+    return pd.DataFrame(rows, columns=[*HEADER[:6], HEADER[6] + " ", *HEADER[7:]])
+
+
+def plot(search: Search, points: Sequence[Point], path: Path) -> Path:
+    """border.png: left, the smallest solving hidden against the lag, one line per (cell, vocab),
+    with the largest failing size as an x below it (a triangle at border.max: none solved);
+    right, the state units of that size against the bits the task demands (lag x log2 vocab),
+    beside the line of one state unit per bit."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
+    lines = {(p.cell, p.vocab): [] for p in points}
+    for p in points:
+        lines[(p.cell, p.vocab)].append(p)
+    for i, ((cell, vocab), pts) in enumerate(lines.items()):
+        color = f"C{i % 10}"
+        label = f"{cell}, vocab {vocab}"
+        solved = [p for p in pts if p.solving is not None]
+        left.plot([p.lag for p in solved], [p.solving for p in solved], "o-", color=color, label=label)
+        fails = [p for p in pts if p.failing is not None and p.solving is not None]
+        left.plot([p.lag for p in fails], [p.failing for p in fails], "x", color=color, markersize=8)
+        never = [p for p in pts if p.solving is None]
+        left.plot([p.lag for p in never], [search.max] * len(never), "^", color=color, markersize=9)
+        bits = [p.lag * math.log2(p.vocab) for p in solved]
+        right.plot(bits, [state_units(cell, p.solving) for p in solved], "o-", color=color, label=label)
+    top = max([search.max, *(state_units(p.cell, p.solving) for p in points if p.solving is not None)])
+    right.plot([1, top], [1, top], ":", color="grey", label="1 state unit per bit")
+    for ax in (left, right):
+        ax.set_yscale("log", base=2)
+        ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        ax.grid(alpha=0.3)
+    left.set_xticks(search.lags)
+    left.set_xlabel("lag")
+    left.set_ylabel("smallest solving model.hidden")
+    left.set_title("o: smallest solving, x: largest failing, ^: none up to border.max", fontsize=9)
+    left.legend(fontsize=8)
+    right.set_xscale("log", base=2)
+    right.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+    right.set_xlabel("bits demanded = lag x log2(vocab)")
+    right.set_ylabel("state units at the border")
+    right.legend(fontsize=8)
+    fig.suptitle(
+        f"capacity border: {search.metric} >= {search.threshold} on >= {search.share:.0%} of seeds {search.seeds}",
+        fontsize=10,
+    )
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(fig)
+    return path
+
+
 def run_border(overrides: Sequence[str], root: Path = Path("outputs/border")) -> tuple[int, Path]:
-    """`sweep.py border [overrides]`: search, print the table, write border.md and border.csv.
+    """`sweep.py border [overrides]`: search, print the table, write border.md, border.csv,
+    border.png and a TensorBoard event file (the plot and the table) into the folder.
     `border.dir=<folder>` picks (or resumes) the folder. Returns (exit code, folder)."""
     given = [o for o in overrides if o.startswith("border.dir=")]
     overrides = [o for o in overrides if not o.startswith("border.dir=")]
     search = parse(overrides)
     folder = Path(given[-1].split("=", 1)[1]) if given else root / time.strftime("%Y-%m-%d_%H-%M-%S")
     check(search, folder)
+    assert search.vocabs is not None
     folder.mkdir(parents=True, exist_ok=True)
     from src.run import quiet_framework
 
     quiet_framework()
     print(
-        f"border search in {folder}: cells {search.cells}, lags {search.lags}, hidden {search.min}..{search.max}, "
-        f"seeds {search.seeds}, solved: {search.metric} >= {search.threshold} on >= {search.share:.0%} of seeds",
+        f"border search in {folder}: cells {search.cells}, vocabs {search.vocabs}, lags {search.lags}, hidden "
+        f"{search.min}..{search.max}, seeds {search.seeds}, solved: {search.metric} >= {search.threshold} on "
+        f">= {search.share:.0%} of seeds",
         flush=True,
     )
     t0 = time.perf_counter()
-    rows, code = [], 0
+    points, code = [], 0
     try:
         for cell in search.cells:
-            for lag in search.lags:
-                print(f"{cell}, lag {lag}:", flush=True)
-                rows.append(border_row(search, cell, lag, folder))
+            for vocab in search.vocabs:
+                for lag in search.lags:
+                    print(f"{cell}, vocab {vocab}, lag {lag}:", flush=True)
+                    points.append(search_point(search, cell, vocab, lag, folder))
     except KeyboardInterrupt:
         print(f"\ninterrupted: run the same command with border.dir={folder} to go on", file=sys.stderr)
         code = 130
-    wall = time.perf_counter() - t0
-    write_table(search, folder, rows, wall, overrides)
+    write_result(search, folder, points, time.perf_counter() - t0, overrides)
     return code, folder
 
 
-def write_table(search: Search, folder: Path, rows: list[list[str]], wall: float, overrides: Sequence[str]) -> None:
+def write_result(search: Search, folder: Path, points: list[Point], wall: float, overrides: Sequence[str]) -> None:
+    from src.sweeps import write_tensorboard
+
     note = (
         f"Smallest `model.hidden` in {search.min}..{search.max} at which at least {search.share:.0%} of seeds "
         f"{search.seeds} reach `{search.metric} >= {search.threshold}` (training settings of the "
-        f"`{search.preset}` preset); bits demanded = lag x log2(vocab); state units = hidden (2 x hidden "
-        f"for lstm's (h, c)). {wall:.0f} s."
+        f"`{search.preset}` preset; {search.metric} measured on "
+        f"{weights_judged(j['weights'] for p in points for j in p.jobs)}); solved there: solved seeds/seeds [95% Wilson "
+        f"interval]; bits demanded = lag x log2(vocab); state units = hidden (2 x hidden for lstm's (h, c)). "
+        f"{wall:.0f} s."
     )
+    table = result(search, points)
+    rows = table.values.tolist()
     command = " ".join(["python sweep.py border", *overrides])
-    _write(folder / "border.md", f"# Capacity border\n\n`{command}`\n\n{note}\n\n{_md_table(HEADER, rows)}\n")
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerows([HEADER, *rows])
-    _write(folder / "border.csv", buf.getvalue())
-    print(f"\n{note}\n\n{_text_table(HEADER, rows)}\n\nWrote {folder / 'border.md'} and {folder / 'border.csv'}")
+    markdown = f"# Capacity border\n\n`{command}`\n\n{note}\n\n{_md_table(HEADER, rows)}\n"
+    _write(folder / "border.md", markdown)
+    _write(folder / "border.csv", table.to_csv(index=False, header=HEADER, lineterminator="\n"))
+    written = [folder / "border.md", folder / "border.csv"]
+    if points:
+        written.append(plot(search, points, folder / "border.png"))
+    written.append(write_tensorboard(folder, written[2:], markdown, time.time()))
+    print(f"\n{note}\n\n{_text_table(HEADER, rows)}\n\nWrote " + ", ".join(str(p) for p in written))
+    print(f"  TensorBoard: tensorboard --logdir {folder}  (Images: the plot, Text: the table)")

@@ -21,11 +21,10 @@ import os
 import re
 import secrets
 import signal
-import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -465,6 +464,8 @@ def _flat_metrics(m: dict[str, Any]) -> dict[str, Any]:
         out[f"chance/{k}"] = v
     for k, v in (m.get("target") or {}).items():
         out[f"target.{k}"] = v
+    if isinstance(m.get("weights"), dict) and "test" in m["weights"]:  # which weights test/* was measured on
+        out["weights.test"] = m["weights"]["test"]
     return out
 
 
@@ -655,6 +656,27 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def weights_judged(tested: Iterable[str | None]) -> str:
+    """Which weights test metrics were measured on, from the jobs' metrics.json (`weights.test`,
+    else `tested_checkpoint`): src/run.py tests the checkpoint callback's best.ckpt, selected on
+    validation, when there is one, else the final weights. E.g. `best.ckpt (lowest val/loss) in 4 jobs`."""
+    counts: dict[str, int] = {}
+    for which in tested:
+        which = str(which or "unrecorded weights")
+        m = re.match(r"(?:.*/)?(\S+\.ckpt) \(step \d+, (.+)\)$", which)
+        which = f"{m.group(1)} ({m.group(2)})" if m else re.sub(r" \(step \d+\)$", "", which)
+        counts[which] = counts.get(which, 0) + 1
+    if not counts:
+        return "no completed job"
+    return ", ".join(f"{w} in {n} job{'s' if n > 1 else ''}" for w, n in counts.items())
+
+
+def judged(sweep: Sweep) -> str:
+    """weights_judged over the completed jobs of a sweep."""
+    done = [j for j in sweep.jobs if j.status == "completed"]
+    return weights_judged(j.metrics.get("weights.test") or j.metrics.get("tested_checkpoint") for j in done)
+
+
 def job_rows(sweep: Sweep, metric: str, threshold: float) -> tuple[list[str], list[dict[str, str]]]:
     """One row per job (expected or found): overrides, final metrics, steps, time to target, status."""
     scalar = sorted({k for j in sweep.jobs for k in j.metrics if "/" in k})
@@ -674,49 +696,85 @@ def job_rows(sweep: Sweep, metric: str, threshold: float) -> tuple[list[str], li
     return fields, rows
 
 
-@dataclass
-class Group:
-    """The jobs of one configuration that differ only by seed."""
-
-    key: tuple[str, ...]  # values of the swept keys other than the seed
-    jobs: list[Job]
-
-    def values(self, metric: str) -> list[float]:
-        return [v for j in self.jobs if j.status == "completed" and (v := _number(j.metrics.get(metric))) is not None]
-
-    def stats(self, metric: str) -> tuple[float, float, int] | None:
-        """(mean, spread, n): spread is the sample standard deviation over seeds (0 for one)."""
-        vals = self.values(metric)
-        if not vals:
-            return None
-        return statistics.fmean(vals), statistics.stdev(vals) if len(vals) > 1 else 0.0, len(vals)
-
-    def solved(self, metric: str, threshold: float) -> tuple[int, int]:
-        flags = [s for j in self.jobs if (s := solved(j, metric, threshold)) is not None]
-        return sum(flags), len(flags)
+def wilson(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval of a share k/n: (p + z²/2n ± z sqrt(p(1-p)/n + z²/4n²)) / (1 + z²/n)
+    with p = k/n; good at small n and at 0 or n successes, where p ± z sqrt(p(1-p)/n) collapses."""
+    if n == 0:
+        return 0.0, 1.0
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
-def group_jobs(sweep: Sweep, keys: Sequence[str]) -> dict[tuple[str, ...], Group]:
-    groups: dict[tuple[str, ...], Group] = {}
+def share(k: int, n: int) -> str:
+    """`k/n [lo, hi]`: solved seeds of seeds with the 95% Wilson interval of the solve probability."""
+    lo, hi = wilson(k, n)
+    return f"{k}/{n} [{lo:.2f}, {hi:.2f}]"
+
+
+GROUP_COLUMNS = ("steps", "fit_time_s")  # summarized per configuration beside the metric
+
+
+def group_table(sweep: Sweep, keys: Sequence[str], metric: str, threshold: float) -> Any:
+    """The jobs grouped by the values of `keys` (pandas), one row per configuration in the sweep's
+    value order, indexed by the tuple of those values. Columns: per job status its count; `ok`/`n`
+    (completed jobs that solve, `rule(metric, threshold)` / with a value); `<col>:mean`, `<col>:std` (sample
+    standard deviation over seeds, 0 for one) and `<col>:n` of the completed jobs' values of the
+    metric, its chance level, steps and fit time; `reached`, `reached:median` of `target.step`."""
+    import pandas as pd
+
+    chance = f"chance/{metric.split('/')[-1]}"
+    cols = list(dict.fromkeys([metric, chance, *GROUP_COLUMNS]))
+    rows = []
     for j in sweep.jobs:
-        key = tuple(j.overrides.get(k, "") for k in keys)
-        groups.setdefault(key, Group(key, [])).jobs.append(j)
-    # Order by the sweep's value order, so tables read like the grid.
-    rank = {k: {v: i for i, v in enumerate(sweep.values.get(k, []))} for k in keys}
-    return dict(sorted(groups.items(), key=lambda kv: [rank[k].get(v, -1) for k, v in zip(keys, kv[0], strict=True)]))
+        row: dict[str, Any] = {f"key:{k}": j.overrides.get(k, "") for k in keys} | {"status": j.status}
+        done = j.status == "completed"
+        row |= {c: _number(j.metrics.get(c)) if done else None for c in cols}
+        row["target.step"] = _number(j.metrics.get("target.step"))
+        rows.append(row)
+    by = [f"key:{k}" for k in keys]
+    df = pd.DataFrame(rows, columns=[*by, "status", *cols, "target.step"])
+    df = df.astype({c: "float64" for c in [*cols, "target.step"]})
+    for k in keys:  # numbers in numeric order, names in the sweep's order; a job without the key first
+        order = sweep.values.get(k, [])
+        df[f"key:{k}"] = pd.Categorical(df[f"key:{k}"], categories=list(dict.fromkeys(["", *order])))
+    if not keys:  # nothing swept but the seed: one group of all jobs
+        df["all"], by = "", ["all"]
+    lower = metric.rsplit("/", 1)[-1] in LOWER_IS_BETTER  # an error solves at or under its threshold
+    df["ok"] = (df[metric] <= threshold) if lower else (df[metric] >= threshold)
+    grouped = df.groupby(by, observed=True, sort=True)
+    out = grouped[cols].agg(["mean", "std", "count"])
+    out.columns = [f"{c}:{s.replace('count', 'n')}" for c, s in out.columns]
+    for c in cols:
+        out.loc[out[f"{c}:n"] == 1, f"{c}:std"] = 0.0
+    out["ok"] = grouped["ok"].sum()
+    out["n"] = out[f"{metric}:n"]
+    out = out.join(pd.crosstab([df[b] for b in by], df["status"]).reindex(columns=list(STATUSES), fill_value=0))
+    out["jobs"] = grouped.size()
+    out["reached"] = grouped["target.step"].count()
+    out["reached:median"] = grouped["target.step"].median()
+    tuples = [k if isinstance(k, tuple) and keys else ((k,) if keys else ()) for k in out.index]
+    out.index = pd.Index(tuples, dtype=object, tupleize_cols=False)  # looked up by the key tuple itself
+    return out
 
 
-def _pm(stats: tuple[float, float, int] | None, digits: int = 3) -> str:
-    if stats is None:
+def _pm(row: Any, col: str, digits: int = 3) -> str:
+    """`mean ± std` over the seeds of one group_table row (`mean` for one seed, `-` for none)."""
+    n = int(row[f"{col}:n"])
+    if n == 0:
         return "-"
-    mean, spread, n = stats
+    mean, spread = row[f"{col}:mean"], row[f"{col}:std"]
     return f"{mean:.{digits}f} ± {spread:.{digits}f}" if n > 1 else f"{mean:.{digits}f}"
 
 
 def capacity_table(sweep: Sweep, metric: str, threshold: float) -> tuple[list[str], list[list[str]]] | None:
     """Smallest hidden size that solves each lag, for each cell (and each value of any other swept
-    key). A size solves a lag when more than half of its seeds reach `rule(metric, threshold)`;
-    the cell shows `size (solved seeds/seeds)`, or `> largest` when no swept size does."""
+    key). A size solves a lag when more than half of its seeds reach `rule(metric, threshold)`; the
+    cell shows `size (k/n [lo, hi])`, solved seeds of seeds with the 95% Wilson interval of the
+    solve probability, or `> largest (k/n [lo, hi])` with the largest swept size when none does."""
+    import pandas as pd
+
     done = [j for j in sweep.jobs if j.status == "completed"]
     grid = sweep.expected is not None and (HIDDEN_KEY in sweep.swept or LAG_KEY in sweep.swept)
     if not grid or not done or any(j.value(k) is None for j in done for k in (CELL_KEY, HIDDEN_KEY, LAG_KEY)):
@@ -726,33 +784,27 @@ def capacity_table(sweep: Sweep, metric: str, threshold: float) -> tuple[list[st
     cell_only = all(j.overrides.get("model", j.value(CELL_KEY)) == j.value(CELL_KEY) for j in done)
     skip = (SEED_KEY, CELL_KEY, HIDDEN_KEY, LAG_KEY, *(("model",) if cell_only else ()))
     other = [k for k in sweep.swept if k not in skip]
-    cells = list(dict.fromkeys(str(j.value(CELL_KEY)) for j in done))
-    lags = sorted({int(j.value(LAG_KEY)) for j in done})
-    hiddens = sorted({int(j.value(HIDDEN_KEY)) for j in done})
-    tally: dict[tuple, list[bool]] = {}
-    for j in done:
-        s = solved(j, metric, threshold)
-        key = (str(j.value(CELL_KEY)), *(j.overrides.get(k, "") for k in other), int(j.value(LAG_KEY)))
-        tally.setdefault((*key, int(j.value(HIDDEN_KEY))), []).append(bool(s))
-    row_keys = list(dict.fromkeys(k[:-2] for k in tally))
-    row_keys.sort(key=lambda r: (cells.index(r[0]), *r[1:]))
+    df = pd.DataFrame(
+        [
+            [str(j.value(CELL_KEY)), *(j.overrides.get(k, "") for k in other), int(j.value(LAG_KEY))]
+            + [int(j.value(HIDDEN_KEY)), bool(solved(j, metric, threshold))]
+            for j in done
+        ],
+        columns=["cell", *other, "lag", "hidden", "ok"],
+    )
+    df["cell"] = pd.Categorical(df["cell"], categories=list(dict.fromkeys(df["cell"])))  # the sweep's order
+    tally = df.groupby(["cell", *other, "lag", "hidden"], observed=True, sort=True)["ok"].agg(["sum", "count"])
+    lags = sorted(df["lag"].unique())
+    verdicts: dict[tuple, dict[int, str]] = {}
+    for (*row, lag), sizes in tally.groupby(level=["cell", *other, "lag"], observed=True, sort=True):
+        wins = sizes[2 * sizes["sum"] > sizes["count"]]
+        at = wins.iloc[0] if len(wins) else sizes.iloc[-1]
+        h = int((wins if len(wins) else sizes).index[0 if len(wins) else -1][-1])
+        verdicts.setdefault(tuple(row), {})[int(lag)] = (
+            f"{'' if len(wins) else '> '}{h} ({share(int(at['sum']), int(at['count']))})"
+        )
     header = ["cell", *other, *(f"lag {lag}" for lag in lags)]
-    rows = []
-    for rk in row_keys:
-        row = list(rk)
-        for lag in lags:
-            entry = "-"
-            tried = [h for h in hiddens if (*rk, lag, h) in tally]
-            for h in tried:
-                flags = tally[(*rk, lag, h)]
-                if sum(flags) * 2 > len(flags):
-                    entry = f"{h} ({sum(flags)}/{len(flags)})"
-                    break
-            else:
-                if tried:
-                    entry = f"> {tried[-1]}"
-            row.append(entry)
-        rows.append(row)
+    rows = [[*(str(v) for v in row), *(by_lag.get(int(lag), "-") for lag in lags)] for row, by_lag in verdicts.items()]
     return header, rows
 
 
@@ -803,11 +855,11 @@ def heatmap(
     x, y, facets = choose_axes(sweep, x, y)
     xs = sweep.values[x] if x else [""]
     ys = sweep.values[y] if y else [""]
-    panels = list(group_jobs(sweep, facets)) if facets else [()]
-    groups = group_jobs(sweep, [k for k in (*facets, y, x) if k])
+    groups = group_table(sweep, [k for k in (*facets, y, x) if k], metric, threshold)
+    panels = list(dict.fromkeys(key[: len(facets)] for key in groups.index)) if facets else [()]
+    all_vals = groups[f"{metric}:mean"].dropna()
     bounded = metric.split("/")[-1] in ("acc", "exact")
-    all_vals = [v for g in groups.values() for v in g.values(metric)]
-    vmin, vmax = (0.0, 1.0) if bounded or not all_vals else (min(all_vals), max(all_vals))
+    vmin, vmax = (0.0, 1.0) if bounded or all_vals.empty else (all_vals.min(), all_vals.max())
 
     ncols = min(len(panels), 3)
     nrows = math.ceil(len(panels) / ncols)
@@ -823,16 +875,15 @@ def heatmap(
         for iy, yv in enumerate(ys):
             for ix, xv in enumerate(xs):
                 key = (*panel, *([yv] if y else []), *([xv] if x else []))
-                g = groups.get(key)
-                stats = g.stats(metric) if g else None
-                if stats is None:
-                    why = next((st for st in STATUSES[1:] if g and any(j.status == st for j in g.jobs)), "missing")
+                g = groups.iloc[groups.index.get_loc(key)] if key in groups.index else None
+                if g is None or g["n"] == 0:
+                    why = next((st for st in STATUSES[1:] if g is not None and g[st]), "missing")
                     ax.text(ix, iy, why, ha="center", va="center", fontsize=7, color="#555555")
                     continue
-                grid[iy, ix] = stats[0]
-                ok, n = g.solved(metric, threshold)
-                label = (f"{stats[0]:.2f}±{stats[1]:.2f}" if n > 1 else f"{stats[0]:.2f}") + f"\n{ok}/{n} solved"
-                dark = (stats[0] - vmin) / ((vmax - vmin) or 1) < 0.6
+                mean, spread, n = g[f"{metric}:mean"], g[f"{metric}:std"], int(g["n"])
+                grid[iy, ix] = mean
+                label = (f"{mean:.2f}±{spread:.2f}" if n > 1 else f"{mean:.2f}") + f"\n{int(g['ok'])}/{n} solved"
+                dark = (mean - vmin) / ((vmax - vmin) or 1) < 0.6
                 ax.text(ix, iy, label, ha="center", va="center", fontsize=7, color="white" if dark else "black")
         image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=vmin, vmax=vmax, aspect="auto", origin="lower")
         ax.set_xticks(range(len(xs)), xs)
@@ -972,26 +1023,23 @@ def _summarize(
         written["heatmap"] = images[0]
 
     free = [k for k in sweep.swept if k != SEED_KEY]
-    groups = group_jobs(sweep, free)
+    groups = group_table(sweep, free, metric, threshold)
     chance_key = f"chance/{metric.split('/')[-1]}"  # a metric without its baseline misleads
-    g_header = [*free, "seeds", "solved", metric, "chance", "steps", "steps to target", "fit s"]
+    g_header = [*free, "seeds", "solved [95% CI]", metric, "chance", "steps", "steps to target", "fit s"]
     g_rows = []
-    for key, g in groups.items():
-        ok, n = g.solved(metric, threshold)
-        reached = [int(j.metrics["target.step"]) for j in g.jobs if j.metrics.get("target.step") is not None]
-        seeds = f"{n}" + "".join(
-            f" (+{k} {status})" for status in STATUSES[1:] if (k := sum(j.status == status for j in g.jobs))
-        )
+    for key, g in groups.iterrows():
+        seeds = f"{g['n']:.0f}" + "".join(f" (+{g[status]:.0f} {status})" for status in STATUSES[1:] if g[status])
+        reached = f"{g['reached:median']:.0f} ({g['reached']:.0f}/{g['jobs']:.0f})" if g["reached"] else "-"
         g_rows.append(
             [
                 *key,
                 seeds,
-                f"{ok}/{n}",
-                _pm(g.stats(metric)),
-                f"{c[0]:.3g}" if (c := g.stats(chance_key)) else "-",
-                _pm(g.stats("steps"), 0),
-                f"{statistics.median(reached):.0f} ({len(reached)}/{len(g.jobs)})" if reached else "-",
-                _pm(g.stats("fit_time_s"), 1),
+                share(int(g["ok"]), int(g["n"])),
+                _pm(g, metric),
+                f"{g[f'{chance_key}:mean']:.3g}" if g[f"{chance_key}:n"] else "-",
+                _pm(g, "steps", 0),
+                reached,
+                _pm(g, "fit_time_s", 1),
             ]
         )
     capacity = capacity_table(sweep, metric, threshold)
@@ -1005,7 +1053,10 @@ def _summarize(
     md.append(f"- jobs: {expected}; {counts} ({sweep.sweeper}, {sweep.launcher})")
     for k in sweep.keys:
         md.append(f"- {'swept' if k in sweep.swept else 'fixed'}: `{k}` = {', '.join(sweep.values[k])}")
-    md.append(f"- solved: `{rule(metric, threshold)}` on the job's final {metric.split('/')[0]} set")
+    md.append(
+        f"- solved: `{rule(metric, threshold)}` on the job's held-out {metric.split('/')[0]} set, measured on "
+        f"{judged(sweep)}; a verdict is solved seeds/seeds [95% Wilson interval of the solve probability]"
+    )
     ends = [j.folder / "metrics.json" for j in sweep.jobs if j.folder is not None]
     ends = [p for p in ends if p.is_file()]
     start = sweep.start
@@ -1021,7 +1072,8 @@ def _summarize(
         md += ["", f"## Smallest `{HIDDEN_KEY}` that solves each lag", ""]
         md += [
             f"Smallest swept hidden size at which more than half of the seeds reach `{rule(metric, threshold)}` "
-            "(solved seeds/seeds); `> n`: no swept size up to n does.",
+            "(solved seeds/seeds [95% Wilson interval of the solve probability]); `> n`: no swept size up to n "
+            "does (the share at n beside it).",
             "",
             _md_table(*capacity),
         ]

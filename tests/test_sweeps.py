@@ -108,7 +108,10 @@ def test_summary_of_a_sweep_with_a_failing_job(failing_sweep):
     assert "exceeds task.context=5" in rows[2]["note"]
     md = (out / "summary.md").read_text()
     assert "4 expected; 2 completed, 0 interrupted, 2 failed, 0 missing" in md
-    assert "| lstm | 50 (1/1) |" in md  # smallest hidden that solves lag 1
+    assert "| lstm | 50 (1/1 [0.21, 1.00]) |" in md  # smallest hidden that solves lag 1, with its 95% interval
+    # the verdict says which weights it judged: the jobs ran without a checkpoint callback
+    assert "measured on final weights in 2 jobs; a verdict is solved seeds/seeds [95% Wilson interval" in md
+    assert "| 1 | 2 | 1 | 0/1 [0.00, 0.79] |" in md and "| 1 | 50 | 1 | 1/1 [0.21, 1.00] | 1.000 |" in md
     assert "## Failed jobs (2)" in md
     assert (out / "heatmap_test-exact.png").read_bytes().startswith(PNG)
 
@@ -280,7 +283,7 @@ def test_sweep_py_runs_a_preset_then_summarizes(tmp_path):
     job_cfg = yaml.safe_load((sweep / "1_model.hidden=64" / ".hydra" / "config.yaml").read_text())
     assert job_cfg["task"]["context"] == 9 and job_cfg["callbacks"]["model_checkpoint"] is None
     assert by_hidden(jobs, 64)["test/exact"] >= 0.99 and by_hidden(jobs, 4)["test/exact"] < 0.5
-    assert "lstm  64 (1/1)" in r.stdout and str(sweep / "summary" / "summary.md") in r.stdout
+    assert "lstm  64 (1/1 [0.21, 1.00])" in r.stdout and str(sweep / "summary" / "summary.md") in r.stdout
     # each configuration's row has the metric's chance level beside it (1/vocab = 0.01 for exact)
     header = next(ln.split() for ln in r.stdout.splitlines() if ln.startswith("model.hidden"))
     assert header[header.index("test/exact") + 1] == "chance"
