@@ -19,6 +19,7 @@ OBJECTIVES = ("classification", "regression")
 CELLS = ("rnn", "lstm", "gru", "lru", "mingru")  # src.models.cells.CELLS: a test keeps them equal
 TOPOLOGIES = ("auto", "last", "aligned", "encdec", "attention", "vector", "one_to_one")  # + src.models.topologies
 ATTENTION_SCORES = ("dot", "general")
+CELL_OPTIONS = {"lru": ("r_min", "r_max", "max_phase")}  # keys of the model node only one cell reads
 INITS = ("keras", "torch")
 
 
@@ -258,6 +259,28 @@ def resolve_topology(topology: str, task: Task) -> str:
     return topology
 
 
+def check_lru_ring(r_min: Any, r_max: Any, max_phase: Any) -> None:
+    """The LRU's eigenvalues lambda start with magnitudes uniform (in area) on the ring
+    r_min <= |lambda| <= r_max inside the unit circle, where the recurrence is stable, and phases
+    uniform in [0, max_phase]."""
+
+    def real(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    rule = "(the ring the eigenvalue magnitudes start on: 0 <= r_min < r_max <= 1)"
+    if not (real(r_max) and 0 < r_max <= 1):
+        raise ConfigError(f"model.r_max={r_max!r} is not allowed; it must be a number > 0 and <= 1 {rule}.")
+    if not (real(r_min) and 0 <= r_min < r_max):
+        raise ConfigError(
+            f"model.r_min={r_min!r} is not allowed; it must be a number >= 0 and < model.r_max={r_max!r} {rule}."
+        )
+    if not (real(max_phase) and 0 < max_phase <= 2 * math.pi):
+        raise ConfigError(
+            f"model.max_phase={max_phase!r} is not allowed; it must be a number > 0 and <= 2 pi = 6.2832 "
+            "(the eigenvalue phases start uniform in [0, max_phase])."
+        )
+
+
 def check_model(model: Any, task: Task) -> dict[str, Any]:
     """Validate the `model` node; return the keyword arguments for the network."""
     m = dict(model)
@@ -278,6 +301,15 @@ def check_model(model: Any, task: Task) -> dict[str, Any]:
         )
     if topology == "attention":
         m["attention"] = _choice("model.attention", m.get("attention", "general"), ATTENTION_SCORES)
+    for cell, keys in CELL_OPTIONS.items():
+        for key in keys:
+            if key in m and m["cell"] != cell:
+                raise ConfigError(
+                    f"model.{key}={m[key]!r} only applies to model.cell={cell}, so it would be ignored with "
+                    f"cell={m['cell']!r}; remove it or use model.cell={cell}."
+                )
+    if m["cell"] == "lru":
+        check_lru_ring(m.get("r_min", 0.0), m.get("r_max", 1.0), m.get("max_phase", 2 * math.pi))
     m["topology"] = topology
     return m
 

@@ -62,3 +62,22 @@ def test_lru_is_the_cell_of_an_encoder_decoder(cfg_factory):
     metrics, objects = train(cfg)
     assert metrics["topology"] == "encdec"
     assert metrics["test/acc"] > 0.9
+
+
+def test_the_lru_ring_and_phases_come_from_the_config(cfg_factory):
+    """model.r_min, model.r_max, model.max_phase reach every LRU layer, encoder and decoder alike:
+    |lambda| starts in [r_min, r_max], arg(lambda) in [0, max_phase]. The defaults span the disc."""
+    from src.run import build_net, validate
+
+    def eigenvalues(*overrides):
+        task, net_kwargs, _ = validate(cfg_factory("task=partial_echo", "model=encdec", "model.cell=lru", *overrides))
+        layers = [m for m in build_net(task, net_kwargs).modules() if hasattr(m, "lam")]
+        assert len(layers) == 2  # encoder and decoder
+        re, im = (torch.cat(parts) for parts in zip(*(layer.lam() for layer in layers), strict=True))
+        return torch.hypot(re, im).detach(), torch.atan2(im, re).remainder(2 * torch.pi).detach()
+
+    magnitude, phase = eigenvalues("+model.r_min=0.9", "+model.r_max=0.99", "+model.max_phase=0.3")
+    assert 0.9 - 1e-6 <= magnitude.min() and magnitude.max() <= 0.99 + 1e-6
+    assert phase.max() <= 0.3 + 1e-6
+    magnitude, phase = eigenvalues()
+    assert magnitude.min() < 0.5 and phase.max() > 3.0

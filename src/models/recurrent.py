@@ -53,7 +53,8 @@ def init_weights(module: nn.Module, scheme: str) -> None:
 class RecurrentNet(nn.Module):
     """Input encoder -> topology (src/models/topologies.py) wiring cells (src/models/cells.py).
     The task implies vocab, encoding, n_out, out_len, context, features and scale; the model config gives the
-    rest. `attention` (dot or general) is the score of topology `attention`."""
+    rest. `attention` (dot or general) is the score of topology `attention`; `cell_options` go to
+    the cell as keywords (lru: r_min, r_max, max_phase; src.config.CELL_OPTIONS names them)."""
 
     def __init__(
         self,
@@ -73,13 +74,14 @@ class RecurrentNet(nn.Module):
         scale: float = 1.0,
         init: str = "keras",
         attention: str | None = None,
+        **cell_options: float,
     ):
         super().__init__()
         self.out_len, self.cell = out_len, cell
         self.encoder = InputEncoder(encoding, vocab, embedding_dim, scale, features)
         options = {"attention": attention} if attention else {}
         self.topology = TOPOLOGIES[topology](
-            lambda size: CELLS[cell](size, hidden, layers, dropout),
+            lambda size: CELLS[cell](size, hidden, layers, dropout, **cell_options),
             self.encoder.size, hidden, n_out, out_len, context, dropout, **options,
         )  # fmt: skip
         init_weights(self, init)
