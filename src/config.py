@@ -28,6 +28,7 @@ def registry_names(module: str, registry: str) -> tuple[str, ...]:
 CELLS = registry_names("models.cells", "CELLS")  # a new cell is one class in src/models/cells.py
 TOPOLOGIES = ("auto", *registry_names("models.topologies", "TOPOLOGIES"))
 ATTENTION_SCORES = ("dot", "general")
+CELL_OPTIONS = {"lru": ("r_min", "r_max", "max_phase")}  # keys of the model node only one cell reads
 INITS = ("keras", "torch")
 
 
@@ -220,9 +221,40 @@ def resolve_topology(topology: str, task: Task) -> str:
     return topology
 
 
+def check_lru_ring(r_min: Any, r_max: Any, max_phase: Any) -> None:
+    """The LRU's eigenvalues lambda start with magnitudes uniform (in area) on the ring
+    r_min <= |lambda| <= r_max inside the unit circle, where the recurrence is stable, and phases
+    uniform in [0, max_phase]."""
+
+    def real(v: Any) -> bool:
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    rule = "(the ring the eigenvalue magnitudes start on: 0 <= r_min < r_max <= 1)"
+    if not (real(r_max) and 0 < r_max <= 1):
+        raise ConfigError(f"model.r_max={r_max!r} is not allowed; it must be a number > 0 and <= 1 {rule}.")
+    if not (real(r_min) and 0 <= r_min < r_max):
+        raise ConfigError(
+            f"model.r_min={r_min!r} is not allowed; it must be a number >= 0 and < model.r_max={r_max!r} {rule}."
+        )
+    if not (real(max_phase) and 0 < max_phase <= 2 * math.pi):
+        raise ConfigError(
+            f"model.max_phase={max_phase!r} is not allowed; it must be a number > 0 and <= 2 pi = 6.2832 "
+            "(the eigenvalue phases start uniform in [0, max_phase])."
+        )
+
+
+NET = "src.models.RecurrentNet"
+NET_KEYS = ("cell", "hidden", "layers", "dropout", "topology", "embedding_dim", "init", "tbptt", "attention")
+
+
 def check_model(model: Any, task: Task) -> dict[str, Any]:
     """Validate the `model` node; return the keyword arguments for the network."""
     m = dict(model)
+    if (
+        m.get("_target_", NET) == NET
+    ):  # RecurrentNet passes the cell's options on as keywords: a typo would reach the cell
+        known = {"_target_", *NET_KEYS, *(k for keys in CELL_OPTIONS.values() for k in keys)}
+        check_known_keys("model", m, known)
     _choice("model.cell", m.get("cell"), CELLS)
     _int("model.hidden", m.get("hidden"))
     _int("model.layers", m.get("layers", 1))
@@ -240,6 +272,15 @@ def check_model(model: Any, task: Task) -> dict[str, Any]:
         )
     if topology == "attention":
         m["attention"] = _choice("model.attention", m.get("attention", "general"), ATTENTION_SCORES)
+    for cell, keys in CELL_OPTIONS.items():
+        for key in keys:
+            if key in m and m["cell"] != cell:
+                raise ConfigError(
+                    f"model.{key}={m[key]!r} only applies to model.cell={cell}, so it would be ignored with "
+                    f"cell={m['cell']!r}; remove it or use model.cell={cell}."
+                )
+    if m["cell"] == "lru":
+        check_lru_ring(m.get("r_min", 0.0), m.get("r_max", 1.0), m.get("max_phase", 2 * math.pi))
     m["topology"] = topology
     return m
 

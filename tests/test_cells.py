@@ -54,11 +54,55 @@ def test_new_cells_learn_echo_lag(cfg_factory, cell):
     assert metrics["test/acc"] > 0.9
 
 
-def test_lru_is_the_cell_of_an_encoder_decoder(cfg_factory):
-    """Measured (seed 0, vocab 10, hidden 32, 300 steps): 98.7% test acc on partial_echo; chance 10%."""
+@pytest.mark.parametrize(("cell", "least"), [("lru", 0.9), ("mingru", 0.3)])
+def test_new_cells_are_the_cell_of_an_encoder_decoder(cfg_factory, cell, least):
+    """Measured (seed 0, vocab 10, hidden 32, 300 steps): test acc on partial_echo lru 100%, mingru
+    44%; chance 10%. minGRU is slow here: the RepeatVector decoder reads one vector at every step
+    and minGRU's gates read only the input, so its decoder states at steps 1 and 2 are z h~ and
+    (2z - z^2) h~, one vector scaled per unit (README: 72% exact in 10,000 steps at vocab 100)."""
     cfg = cfg_factory(
-        "model=encdec", "model.cell=lru", "task=partial_echo", "task.vocab=10", "model.hidden=32", *BUDGET
+        "model=encdec", f"model.cell={cell}", "task=partial_echo", "task.vocab=10", "model.hidden=32", *BUDGET
     )
     metrics, objects = train(cfg)
-    assert metrics["topology"] == "encdec"
+    assert metrics["topology"] == "encdec" and metrics["cell"] == cell
+    assert metrics["test/acc"] > least
+
+
+@pytest.mark.parametrize("cell", ["lru", "mingru"])
+def test_new_cells_train_stateful(cfg_factory, cell):
+    """task=echo_lag_online: the state carried from chunk to chunk of 4 steps, gradients cut at each
+    chunk (tbptt 4). Measured (seed 0, vocab 10, hidden 32, 300 steps, lr 0.01): test acc over whole
+    fresh sequences lru 100%, mingru 98.0% (98.4% with its former gate init: this small task does
+    not show its stall; the next test does); chance 10%."""
+    overrides = ["task=echo_lag_online", "task.vocab=10", "model.hidden=32", "optim.optimizer.lr=0.01", *BUDGET]
+    metrics, _ = train(cfg_factory(f"model={cell}", *overrides))
+    assert metrics["cell"] == cell and metrics["task"] == "echo_lag_online"
     assert metrics["test/acc"] > 0.9
+
+
+def test_the_lru_ring_and_phases_come_from_the_config(cfg_factory):
+    """model.r_min, model.r_max, model.max_phase reach every LRU layer, encoder and decoder alike:
+    |lambda| starts in [r_min, r_max], arg(lambda) in [0, max_phase]. The defaults span the disc."""
+    from src.run import build_net, validate
+
+    def eigenvalues(*overrides):
+        task, net_kwargs, _ = validate(cfg_factory("task=partial_echo", "model=encdec", "model.cell=lru", *overrides))
+        layers = [m for m in build_net(task, net_kwargs).modules() if hasattr(m, "lam")]
+        assert len(layers) == 2  # encoder and decoder
+        re, im = (torch.cat(parts) for parts in zip(*(layer.lam() for layer in layers), strict=True))
+        return torch.hypot(re, im).detach(), torch.atan2(im, re).remainder(2 * torch.pi).detach()
+
+    magnitude, phase = eigenvalues("+model.r_min=0.9", "+model.r_max=0.99", "+model.max_phase=0.3")
+    assert 0.9 - 1e-6 <= magnitude.min() and magnitude.max() <= 0.99 + 1e-6
+    assert phase.max() <= 0.3 + 1e-6
+    magnitude, phase = eigenvalues()
+    assert magnitude.min() < 0.5 and phase.max() > 3.0
+
+
+def test_mingru_trains_stateful_at_the_task_defaults(cfg_factory):
+    """echo_lag_online as shipped (vocab 100, hidden 50, lr 0.003, tbptt 4), 600 steps. Measured:
+    test acc 94.5% (seed 0); with minGRU's update-gate biases at 0 (before they started in [0, 4]) it
+    stalled at 25.3%; chance 1%."""
+    budget = ["hardware.threads=1", "trainer.max_epochs=1", "data.batches_per_epoch=600"]
+    metrics, _ = train(cfg_factory("model=mingru", "task=echo_lag_online", *budget))
+    assert metrics["test/acc"] > 0.6

@@ -130,7 +130,9 @@ def test_an_error_metric_solves_at_or_under_its_threshold(failing_sweep, tmp_pat
     summarize(copy, metric="test/loss", threshold=1.0, quiet=True)
     rows = list(csv.DictReader((copy / "summary" / "jobs.csv").open()))
     assert [(r["model.hidden"], r["solved"]) for r in rows[:2]] == [("2", "false"), ("50", "true")]
-    assert "- solved: `test/loss <= 1.0` on the job's held-out test set" in (copy / "summary" / "summary.md").read_text()
+    assert (
+        "- solved: `test/loss <= 1.0` on the job's held-out test set" in (copy / "summary" / "summary.md").read_text()
+    )
 
 
 def test_half_finished_sweep_lists_its_missing_jobs(failing_sweep, tmp_path):

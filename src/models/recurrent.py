@@ -60,7 +60,8 @@ class RecurrentNet(nn.Module):
     """Input encoder -> topology (src/models/topologies.py) wiring cells (src/models/cells.py).
     The task implies vocab, encoding, n_out, out_len, context, features and scale; the model config gives the
     rest. `attention` (dot or general) is the score of topology `attention`; `pad`: inputs may hold
-    the pad symbol (index vocab, task.pad_start)."""
+    the pad symbol (index vocab, task.pad_start); `cell_options` go to the cell as keywords (lru:
+    r_min, r_max, max_phase; src.config.CELL_OPTIONS names them)."""
 
     def __init__(
         self,
@@ -81,13 +82,14 @@ class RecurrentNet(nn.Module):
         init: str = "keras",
         attention: str | None = None,
         pad: bool = False,
+        **cell_options: float,
     ):
         super().__init__()
         self.out_len, self.cell = out_len, cell
         self.encoder = InputEncoder(encoding, vocab, embedding_dim, scale, features, pad)
         options = {"attention": attention} if attention else {}
         self.topology = TOPOLOGIES[topology](
-            lambda size: CELLS[cell](size, hidden, layers, dropout),
+            lambda size: CELLS[cell](size, hidden, layers, dropout, **cell_options),
             self.encoder.size, hidden, n_out, out_len, context, dropout, **options,
         )  # fmt: skip
         init_weights(self, init)
