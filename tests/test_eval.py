@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import run_cli
+from tests.conftest import ROOT, run_cli
 
 FAST = ["hardware.threads=1", "progress=false", "logger=none", "data.val_size=500", "data.test_size=500"]
 
@@ -92,3 +92,36 @@ def test_an_existing_output_folder_is_never_overwritten(run: Path, tmp_path: Pat
     done = _eval(run, "--out", str(tmp_path / "out"))
     assert done.returncode == 2 and "already holds files" in done.stderr
     assert (tmp_path / "out" / "mine.txt").read_text() == "keep"
+
+
+def test_the_generalisation_table_reads_real_evaluations_and_reuses_them(run: Path, tmp_path: Path) -> None:
+    """docs/generalisation/run.py on the module's run (echo_lag, lag 1, window 5) as seed 0 of the
+    echo study: the run is reused (not retrained), eval.py evaluates it at lags 0..2, and the table
+    says lag 1 (as trained) is exact while lags 0 and 2 are near chance 1/vocab."""
+    import importlib.util
+    import shutil
+
+    spec = importlib.util.spec_from_file_location("generalisation", ROOT / "docs" / "generalisation" / "run.py")
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    shutil.copytree(run, tmp_path / "runs" / "echo_s0")  # the module's run stays as the other tests expect it
+    folder = gen.train("echo", 0, tmp_path / "runs")
+    assert folder == tmp_path / "runs" / "echo_s0"  # metrics.json present: not retrained
+    study = {
+        "trained": {"task.context": 5, "task.lag": 1},
+        "metric": "exact",
+        "evals": [{"task.lag": k} for k in range(3)],
+    }
+    table = gen.rows("echo", {0: folder}, study)
+    assert [r["setting"] for r in table] == ["context 5, lag 0", "context 5, lag 1", "context 5, lag 2"]
+    assert [r["as_trained"] for r in table] == [False, True, False]
+    assert table[1]["mean"] == 1.0 and table[0]["mean"] < 0.1 and table[2]["mean"] < 0.1
+    assert all(r["chance"] == pytest.approx(0.01) and r["sd"] == 0.0 and r["seeds"] == "0" for r in table)
+    written = folder.parent / "echo_s0.eval" / "lag=1" / "metrics.json"
+    assert json.loads(written.read_text())["overrides"]["task.lag"] == {"run": 1, "eval": 1}
+    stamp = written.stat().st_mtime_ns
+    assert gen.rows("echo", {0: folder}, study) == table and written.stat().st_mtime_ns == stamp  # read, not redone
+    text = gen.write(table, [0], tmp_path / "table")
+    assert "| context 5, lag 1 (as trained) | 3 | 1.000 | 1.000 ± 0.000 | 0.010 |" in text
+    assert (tmp_path / "table" / "generalisation.md").read_text() == text
+    assert (tmp_path / "table" / "generalisation.csv").read_text().count("\n") == 4  # header + 3 rows
