@@ -94,6 +94,16 @@ class Task:
     pad_start: bool = False  # window framing keeps a sequence's first windows, missing steps = symbol `vocab`
 
     @property
+    def stateful_windows(self) -> bool:
+        """Keras' stateful windows: row i of batch k+1 continues row i of batch k (window framing)."""
+        return self.stateful and self.framing == "window"
+
+    @property
+    def stateful_stream(self) -> bool:
+        """Stateful label streams: batches of `chunk` steps of `batch` parallel streams."""
+        return self.stateful and self.framing == "label"
+
+    @property
     def symbols(self) -> int:
         """Input symbols: the vocabulary, plus the pad symbol (index `vocab`) with pad_start."""
         return self.vocab + self.pad_start

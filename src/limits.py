@@ -81,13 +81,13 @@ def memory_estimate(task: Task, net: dict[str, Any], data: dict[str, Any], world
         )
 
     rows = data["batch_size"] // world
-    if task.stateful and task.framing == "label":
+    if task.stateful_stream:
         steps, block = task.chunk, task.seq_len  # a batch is `chunk` steps of a whole sequence block
     else:
         steps = block = task.context
     per_block = math.lcm(rows, task.rows_per_sequence) // rows if task.rows_per_sequence > 1 else 1
     train_batch = sample_bytes(block, rows * per_block)
-    eval_steps = task.seq_len if task.stateful and task.framing == "label" else task.context
+    eval_steps = task.seq_len if task.stateful_stream else task.context
     shards = math.ceil(data["val_size"] / world) + 2 * math.ceil(data["test_size"] / world)
     eval_rows = min(data.get("eval_batch_size", 4096), max(data["val_size"], data["test_size"]))
     evaluation = sample_bytes(eval_steps, shards) + forward_bytes(eval_rows, eval_steps, keep=False)

@@ -126,13 +126,13 @@ def validate(cfg: DictConfig) -> tuple[Any, dict[str, Any], int]:
     if task.stateful and (cfg.data.batch_size // world) < 1:
         raise ConfigError("data.batch_size must give every process at least one stream.")
     rows = cfg.data.batch_size // world
-    if task.stateful and task.framing == "window" and task.windows_per_sequence % rows:
+    if task.stateful_windows and task.windows_per_sequence % rows:
         raise ConfigError(
             f"data.batch_size={cfg.data.batch_size} ({rows} per process) does not divide "
             f"task.windows_per_sequence={task.windows_per_sequence}: a batch of stateful windows would straddle "
             "two sequences; use a batch size that divides it."
         )
-    for key in ("val_size", "test_size") if task.stateful and task.framing == "window" else ():
+    for key in ("val_size", "test_size") if task.stateful_windows else ():
         n_seq = -(-cfg.data[key] // task.windows_per_sequence)  # whole sequences, rounded up
         if n_seq < world:
             raise ConfigError(

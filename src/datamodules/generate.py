@@ -40,7 +40,7 @@ def make_split(task: Task, seed: int, size: int, device: torch.device | str = "c
     datamodule serves in the training layout (src/datamodules/sequence_datamodule.py).
     """
     gen = generator(device, seed, 1)
-    if task.stateful and task.framing == "window":  # whole sequences, rows (sequence, window) in order
+    if task.stateful_windows:  # whole sequences, rows (sequence, window) in order
         return make_batch(task, gen, math.ceil(size / task.windows_per_sequence) * task.windows_per_sequence)
     if task.stateful:
         return task.sequences(gen, size)

@@ -50,7 +50,7 @@ class TrainStream(IterableDataset):
         self.skip = skip
         self.seed, self.rank, self.device = seed, rank, device
         t = task
-        if t.stateful and t.framing == "label":  # one block = one fresh sequence of every stream
+        if t.stateful_stream:  # one block = one fresh sequence of every stream
             self.per_block = t.seq_len // t.chunk
         elif t.framing == "window" and t.stream == "uniform" and t.rows_per_sequence > 1:
             # one block = whole sequences that split into whole batches, served in order
@@ -66,7 +66,7 @@ class TrainStream(IterableDataset):
         if self._cache is None or self._cache[0] != b:
             gen = generator(self.device, self.seed, 0, self.rank, b)
             t = self.task
-            if t.stateful and t.framing == "label":
+            if t.stateful_stream:
                 block = t.sequences(gen, self.batch)
             else:  # per_block > 1: whole sequences of windows, cut into batches served in order
                 block = make_batch(t, gen, self.batch * self.per_block)
@@ -79,7 +79,7 @@ class TrainStream(IterableDataset):
         x, y, mask = self._block(b)
         if self.per_block == 1:
             return x, y, mask, True
-        if self.task.stateful and self.task.framing == "window":  # batch divides windows_per_sequence
+        if self.task.stateful_windows:  # batch divides windows_per_sequence
             s = slice(i * self.batch, (i + 1) * self.batch)
             return x[s], y[s], mask[s], i * self.batch % self.task.windows_per_sequence == 0
         if self.task.stateful:
@@ -152,7 +152,7 @@ class SequenceDataModule(pl.LightningDataModule):
         """This rank's rows: every world_size-th sample, or every world_size-th whole sequence of
         stateful windows (rows (sequence, window) in order)."""
         shard = slice(self.rank, None, self.world_size)
-        if self.task.stateful and self.task.framing == "window":
+        if self.task.stateful_windows:
             wps = self.task.windows_per_sequence
             return tuple(t.unflatten(0, (-1, wps))[shard].flatten(0, 1) for t in data)
         return tuple(t[shard] for t in data)
@@ -179,7 +179,7 @@ class SequenceDataModule(pl.LightningDataModule):
 
     def _eval_batches(self, data: Batch) -> PrebuiltBatches:
         n, size = data[0].shape[0], self.eval_batch_size
-        if not (self.task.stateful and self.task.framing == "window"):
+        if not self.task.stateful_windows:
             return PrebuiltBatches([tuple(t[i : i + size] for t in data) + (True,) for i in range(0, n, size)])
         # the training layout: batch j of a sequence is its windows j*rows .. (j+1)*rows - 1; up to
         # eval_batch_size // rows sequences side by side, row (s, i) continuing row (s, i) of batch j-1
