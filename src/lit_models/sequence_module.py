@@ -169,7 +169,7 @@ class SequenceModule(pl.LightningModule):
         # stateful windows: row i continues from row i of the previous batch until a reset, as in
         # training; a state of its own, so the training streams' state is left as it was
         out, state = self.net(x, None if reset else self.eval_state)
-        self.eval_state = state if self.task.stateful else None
+        self.eval_state = state if self.task.stateful_windows else None
         pred = self.predict_values(out)
         correct = (pred.round() if self.regression else pred) == y
         weight = mask.float()
