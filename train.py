@@ -27,6 +27,11 @@ OmegaConf.register_new_resolver("uid", lambda: secrets.token_hex(3), use_cache=T
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:
+    from src import signals
+
+    # A launcher's worker process (joblib's loky, submitit) runs this without the __main__ block
+    # above: without its own handlers a SIGTERM to the worker would kill the job unrecorded.
+    signals.install()
     from src.config import ConfigError
     from src.launch import RunFailed, RunInterrupted, ddp_job, is_primary, remove_fresh_run_dir, resumed_config
     from src.run import record_failure, train

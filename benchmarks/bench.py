@@ -10,6 +10,9 @@ Sections
 - steps:   training steps/s of the codebase (Lightning, the real train() path with validation time
            excluded) vs a bare PyTorch loop (same net, batch, optimizer, clipping, data generator;
            no Lightning), in this process, alternating, at tutorial batch sizes and the default.
+- diagnostics: the end-of-run diagnostics (memory probe, timescales, gradient by distance) per
+           default task: their seconds against the run's fit time, and the process wall time with
+           `diagnostics=true` against `diagnostics=false`, runs alternating.
 - presets: tutorial recipes run at their full budgets (one run each; they take minutes).
 - help:    `python train.py --help` wall time.
 
@@ -214,6 +217,30 @@ def section_help(repeats: int) -> dict[str, float]:
     return med(walls)
 
 
+def section_diagnostics(repeats: int, cwd: Path) -> list[dict[str, Any]]:
+    rows = []
+    for name, overrides in SOLVE.items():
+        on, off = [], []
+        for _ in range(repeats):  # alternating, so drift of the machine hits both alike
+            on.append(run_train([*overrides, "diagnostics=true"], cwd))
+            off.append(run_train([*overrides, "diagnostics=false"], cwd))
+        rows.append(
+            {
+                "task": name,
+                "fit_s": med([r["metrics"]["fit_time_s"] for r in on]),
+                "diagnostics_s": med([r["metrics"]["diagnostics_s"] for r in on]),
+                "share_of_fit": med([r["metrics"]["diagnostics_s"] / r["metrics"]["fit_time_s"] for r in on]),
+                "wall_on_s": med([r["wall"] for r in on]),
+                "wall_off_s": med([r["wall"] for r in off]),
+            }
+        )
+        print(
+            f"diagnostics {name}: {fmt(rows[-1]['diagnostics_s'], ' s')} of fit {fmt(rows[-1]['fit_s'], ' s')}",
+            flush=True,
+        )
+    return rows
+
+
 def md_table(title: str, header: list[str], rows: list[list[Any]]) -> list[str]:
     """A markdown section: `## title`, then one table row per entry of rows."""
     lines = [f"## {title}", "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -243,6 +270,13 @@ def to_markdown(result: dict[str, Any]) -> str:
             [[r["case"], fmt(r["bare_steps_per_s"], "", 0), fmt(r["codebase_steps_per_s"], "", 0), fmt(r["ratio"])]
              for r in result["steps"]],
         )  # fmt: skip
+    if "diagnostics" in result:
+        out += md_table(
+            "End-of-run diagnostics (`diagnostics=true`, the default) against the fit",
+            ["task", "fit", "diagnostics", "diagnostics / fit", "process wall, on", "process wall, off"],
+            [[r["task"], fmt(r["fit_s"], " s"), fmt(r["diagnostics_s"], " s", 3), fmt(r["share_of_fit"], "", 3),
+              fmt(r["wall_on_s"], " s"), fmt(r["wall_off_s"], " s")] for r in result["diagnostics"]],
+        )  # fmt: skip
     if "presets" in result:
         out += md_table(
             "Tutorial presets at full budget (one run each)",
@@ -259,13 +293,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--steps", type=int, default=1000, help="training steps per steps/s measurement")
-    parser.add_argument("--sections", default="solve,steps,help", help="comma list of solve,steps,presets,help")
+    parser.add_argument(
+        "--sections", default="solve,steps,help", help="comma list of solve,steps,diagnostics,presets,help"
+    )
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = parser.parse_args()
     sections = set(args.sections.split(","))
-    unknown = sections - {"solve", "steps", "presets", "help"}
+    unknown = sections - {"solve", "steps", "diagnostics", "presets", "help"}
     if unknown:
-        parser.error(f"--sections has unknown names {sorted(unknown)}; allowed: solve, steps, presets, help.")
+        parser.error(
+            f"--sections has unknown names {sorted(unknown)}; allowed: solve, steps, diagnostics, presets, help."
+        )
     if args.repeats < 1:
         parser.error(f"--repeats={args.repeats} must be >= 1.")
 
@@ -284,6 +322,8 @@ def main() -> None:
             result["solve"] = section_solve(args.repeats, Path(cwd))
         if "steps" in sections:
             result["steps"] = section_steps(args.repeats, args.steps)
+        if "diagnostics" in sections:
+            result["diagnostics"] = section_diagnostics(args.repeats, Path(cwd))
         if "presets" in sections:
             result["presets"] = section_presets(Path(cwd))
     out = Path(args.out)

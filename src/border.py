@@ -1,24 +1,39 @@
-"""Capacity borders by search: for each (cell, lag), the smallest `model.hidden` that solves the
-task in at least a given share of seeds, found by galloping (doubling from the smallest size until
-one solves) and then bisecting between the last failing and the first solving size, instead of a
-full grid (README, section Capacity border by search).
+"""Capacity borders by search: for each (cell, vocab, lag), the smallest `model.hidden` that solves
+the task in at least a given share of seeds, found on a ladder of sizes (`border.min` to
+`border.max`, neighbours at most `border.resolution` apart) by galloping from a start size and
+then bisecting between the largest failing and the smallest solving size, instead of a full grid
+(README, section Capacity border by search).
 
-A job is one training run (`src.run.train` in this process, on the config train.py composes) with
-the training settings of the grid preset named in conf/sweep/border.yaml, so a job of the search and
-the same job of the grid are the same run. Each job writes `<folder>/<cell>_lag<lag>_h<h>_s<seed>/`;
-a job folder whose metrics.json says `completed` is read, not run again, so a search stopped with
-Ctrl-C goes on where it stopped. Solving assumes a monotone border (more units never hurt); the
-search checks only the sizes it visits, and reports the largest failing one it saw next to the border.
+How a job is judged (the grid preset's settings, conf/sweep/capacity.yaml): it trains until
+val/exact holds its target, or until the validation loss stops improving (the convergence rule),
+or at most `trainer.max_steps`; the test metric is measured on the checkpoint validation selects
+(best.ckpt), not on whatever weights the budget ended on.
+
+How the search runs: the (cell, vocab) pairs are searched side by side, each going through its lags
+in increasing order and starting the next lag at the border the last one found. At a size the seeds
+run in order only until the verdict is settled (3 of 5 solving when the share is 0.5), then the
+sizes on both sides of the border get every seed, so their intervals rest on all of them. Each round
+of jobs is one `train.py -m` multirun on the preset's Hydra launcher (`hydra/launcher=slurm` or any
+other on the command line): the job list is a generated config group (`<folder>/.border/border_job/`),
+so a job of the search is the grid's job with its overrides, config and run folder
+(`<folder>/round_<n>/<cell>_v<vocab>_lag<lag>_h<hidden>_s<seed>/`). A job that completed in any round
+is read, never run again, so `border.dir=<folder>` resumes a stopped search; the settings that shape
+the jobs are kept in `<folder>/border.yaml`, and a resume with other settings is refused.
+Solving assumes a monotone border (more units never hurt); the search checks only the sizes it visits
+and reports the largest failing one it saw next to the border.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
+import os
+import re
+import signal
+import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,37 +50,100 @@ SEARCH_KEYS = (
     "seed",
     "border.min",
     "border.max",
+    "border.resolution",
+    "border.context",
     "border.share",
     "border.threshold",
+    "border.metric",
 )
+# keys each job's config group file sets: a command-line override of one would silently win over it
+OWNED_KEYS = ("model.hidden", "task.context", "hydra.sweep.dir", "hydra.sweep.subdir", "hydra.sweeper.params")
 
 
 # -- the search ------------------------------------------------------------------------------
-def gallop_bisect(lo: int, hi: int, solves: Callable[[int], bool]) -> tuple[int | None, int | None]:
-    """(smallest solving size, largest failing size seen) over the integers lo..hi, assuming
-    `solves` is monotone: doubling from lo until a size solves, then bisecting. About
-    2 log2(hi / lo) calls; (None, hi) when hi fails, (lo, None) when lo already solves."""
-    h, failing = lo, None
-    while not solves(h):
-        failing = h
-        if h >= hi:
-            return None, failing
-        h = min(2 * h, hi)
-    solving = h
+def ladder(lo: int, hi: int, resolution: float) -> list[int]:
+    """The sizes searched: lo, then each next size the largest at most `resolution` times the last
+    (and at least one more), up to hi, which is always included. resolution 1: every integer."""
+    sizes = [lo]
+    while sizes[-1] < hi:
+        sizes.append(min(hi, max(sizes[-1] + 1, math.floor(sizes[-1] * resolution + 1e-9))))
+    return sizes
+
+
+def ladder_search(n: int, start: int = 0) -> Generator[int, bool, tuple[int | None, int | None]]:
+    """Search indices 0..n-1 of a ladder whose verdict is monotone (fails below some index, solves
+    from it up): yields the index to try, is sent whether it solves, and returns (smallest solving
+    index or None, largest failing index seen or None). From `start` it gallops (steps 1, 2, 4, ...)
+    up while sizes fail, or down while they solve, then bisects: about 2 log2 of the distance
+    between the start and the border."""
+    start = min(max(start, 0), n - 1)
+    solving: int | None = None
+    failing: int | None = None
+    step = 1
+    if (yield start):
+        solving = start
+        while solving > 0:
+            i = max(solving - step, 0)
+            if (yield i):
+                solving, step = i, step * 2
+            else:
+                failing = i
+                break
+    else:
+        failing = start
+        while True:
+            if failing == n - 1:
+                return None, failing
+            i = min(failing + step, n - 1)
+            if (yield i):
+                solving = i
+                break
+            failing, step = i, step * 2
     while failing is not None and solving - failing > 1:
         mid = (failing + solving) // 2
-        if solves(mid):
+        if (yield mid):
             solving = mid
         else:
             failing = mid
     return solving, failing
 
 
+def drive(search: Generator[int, bool, Any], solves: Callable[[int], bool]) -> Any:
+    """Run a ladder_search with a synchronous `solves(index)`; returns what the search returns."""
+    try:
+        i = next(search)
+        while True:
+            i = search.send(solves(i))
+    except StopIteration as stop:
+        return stop.value
+
+
+def gallop_bisect(lo: int, hi: int, solves: Callable[[int], bool]) -> tuple[int | None, int | None]:
+    """(smallest solving size, largest failing size seen) over every integer lo..hi, from lo."""
+    found, failing = drive(ladder_search(hi - lo + 1), lambda i: solves(lo + i))
+    return (None if found is None else lo + found), (None if failing is None else lo + failing)
+
+
+def needed(share_: float, n: int) -> int:
+    """Seeds of n that must solve for a size to solve: at least share x n, and at least 1."""
+    return max(1, math.ceil(share_ * n - 1e-9))
+
+
+def verdict(ok: Sequence[bool], n: int, need: int) -> bool | None:
+    """Whether a size solves once `ok` (the verdicts of the seeds run so far, of n) settles it:
+    True at `need` solving seeds, False when too few seeds are left to get there, else None."""
+    if sum(ok) >= need:
+        return True
+    if len(ok) - sum(ok) > n - need:
+        return False
+    return None
+
+
 # -- the settings ----------------------------------------------------------------------------
 @dataclass
 class Search:
     cells: list[str]
-    vocabs: list[int] | None  # None: the task's own vocab (resolved by run_border)
+    vocabs: list[int] | None  # None: the task's own vocab (resolved by check)
     lags: list[int]
     seeds: list[int]
     min: int
@@ -75,6 +153,36 @@ class Search:
     metric: str
     preset: str  # the grid preset whose training settings every job takes
     overrides: list[str] = field(default_factory=list)  # passed to every job
+    resolution: float = 1.0
+    context: str | None = None  # None: the preset's task.context; "lag+K" or a number
+    framing: str = "window"  # the task's, read by check: what the bits demanded count
+
+    def bits(self, lag: int, vocab: int) -> float:
+        """Bits the state must hold at once: a delay line of the last `lag` symbols where every step
+        has a target (label framing); the one symbol at a fixed place of the window otherwise, held
+        for `lag` steps (window framing: the network can latch it and ignore the rest)."""
+        return (lag if self.framing == "label" else 1) * math.log2(vocab)
+
+    @property
+    def sizes(self) -> list[int]:
+        return ladder(self.min, self.max, self.resolution)
+
+    def context_for(self, lag: int) -> int | None:
+        if self.context is None:
+            return None
+        m = re.fullmatch(r"lag\s*\+\s*(\d+)", self.context)
+        return lag + int(m.group(1)) if m else int(self.context)
+
+    def lower_is_better(self) -> bool:
+        from src.sweeps import LOWER_IS_BETTER
+
+        return self.metric.rsplit("/", 1)[-1] in LOWER_IS_BETTER
+
+    def solved(self, metrics: dict[str, Any]) -> bool:
+        value = metrics.get(self.metric)
+        if not isinstance(value, (int, float)) or math.isnan(value):
+            return False
+        return value <= self.threshold if self.lower_is_better() else value >= self.threshold
 
 
 def _ints(key: str, value: str) -> list[int]:
@@ -89,6 +197,8 @@ def _ints(key: str, value: str) -> list[int]:
         )
     if not out or min(out) < (0 if key == "seed" else 1):
         raise SweepError(f"{key}={value} must be {'non-negative' if key == 'seed' else 'positive'} whole numbers.")
+    if len(set(out)) < len(out):
+        raise SweepError(f"{key}={value} names a value twice.")
     return out
 
 
@@ -103,6 +213,11 @@ def parse(overrides: Sequence[str]) -> Search:
             raise SweepError(f"sweep.py border takes key=value overrides, not {o!r}.")
         if key in SEARCH_KEYS:
             given[key] = value
+        elif key.lstrip("+~") in OWNED_KEYS:
+            raise SweepError(
+                f"{key} is set by the search for each job; the sizes are border.min, border.max and "
+                "border.resolution, the window border.context (e.g. border.context=lag+1)."
+            )
         else:
             rest.append(o)
     rest = [*spec.get("overrides", []), *rest]
@@ -111,9 +226,11 @@ def parse(overrides: Sequence[str]) -> Search:
     for c in cells:
         if c not in known:
             raise SweepError(f"model={c} is not a cell of conf/model/; choose from: {', '.join(known)}.")
+    if len(set(cells)) < len(cells):
+        raise SweepError(f"model={given['model']} names a cell twice.")
     vocab_text = given.get("task.vocab", ",".join(map(str, spec.get("vocabs") or [])))
     vocabs = _ints("task.vocab", vocab_text) if "task.vocab" in given or vocab_text else None
-    lags = _ints("task.lag", given.get("task.lag", ",".join(map(str, spec["lags"]))))
+    lags = sorted(_ints("task.lag", given.get("task.lag", ",".join(map(str, spec["lags"])))))
     seeds = _ints("seed", given.get("seed", ",".join(map(str, spec["seeds"]))))
     lo = _ints("border.min", given.get("border.min", str(spec["min"])))[0]
     hi = _ints("border.max", given.get("border.max", str(spec["max"])))[0]
@@ -122,22 +239,86 @@ def parse(overrides: Sequence[str]) -> Search:
     try:
         need = float(given.get("border.share", spec["share"]))
         threshold = float(given.get("border.threshold", spec["threshold"]))
+        resolution = float(given.get("border.resolution", spec.get("resolution", 1.0)))
     except ValueError:
-        raise SweepError("border.share and border.threshold must be numbers.") from None
+        raise SweepError("border.share, border.threshold and border.resolution must be numbers.") from None
     if not 0 < need <= 1:
         raise SweepError(f"border.share={need} must lie in (0, 1]: the share of seeds a size must solve.")
-    return Search(cells, vocabs, lags, seeds, lo, hi, need, threshold, spec["metric"], spec["preset"], rest)
+    if not 1 <= resolution <= 4:
+        raise SweepError(
+            f"border.resolution={resolution} must lie in [1, 4]: the largest ratio of neighbouring sizes "
+            "(1: every integer, 1.41: about two sizes per doubling)."
+        )
+    context = given.get("border.context", spec.get("context"))
+    context = None if context in (None, "null", "") else str(context)
+    if context is not None and not re.fullmatch(r"lag\s*\+\s*\d+|\d+", context):
+        raise SweepError(
+            f"border.context={context} must be a window length (e.g. 9) or lag+K (e.g. lag+1: the shortest "
+            "window that holds the target); null keeps the preset's."
+        )
+    metric = given.get("border.metric", spec["metric"])
+    if not re.fullmatch(r"test/\w+", metric):
+        raise SweepError(
+            f"border.metric={metric} must be a test metric a job records, e.g. test/exact (every target of a "
+            "window right) or test/acc (each target)."
+        )
+    search = Search(cells, vocabs, lags, seeds, lo, hi, need, threshold, metric, spec["preset"], rest)
+    search.resolution, search.context = resolution, context
+    return search
 
 
 # -- jobs ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class JobKey:
+    cell: str
+    vocab: int
+    lag: int
+    hidden: int
+    seed: int
+
+    @property
+    def name(self) -> str:
+        return job_name(self.cell, self.vocab, self.lag, self.hidden, self.seed)
+
+
+def job_name(cell: str, vocab: int, lag: int, hidden: int, seed: int) -> str:
+    return f"{cell}_v{vocab}_lag{lag}_h{hidden}_s{seed}"
+
+
+def job_overrides(search: Search, key: JobKey | tuple[str, int | None, int, int, int]) -> list[str]:
+    """What sets one job apart from the preset, as train.py overrides (also the group file's content)."""
+    cell, vocab, lag, hidden, seed = (
+        (key.cell, key.vocab, key.lag, key.hidden, key.seed) if isinstance(key, JobKey) else key
+    )
+    context = search.context_for(lag)
+    out = [f"model={cell}", *([f"task.vocab={vocab}"] if vocab is not None else []), f"task.lag={lag}"]
+    out += [*([f"task.context={context}"] if context is not None else [])]
+    if context is not None and "task.framing=label" in search.overrides:
+        out.append(f"task.out_len={context}")  # label framing: a target (or a masked step) at every step
+    out += [f"model.hidden={hidden}", f"seed={seed}"]
+    return out
+
+
+def job_file(search: Search, key: JobKey) -> str:
+    """The config group option `+border_job=<name>`: the job's own settings, after the preset."""
+    values: dict[str, Any] = {}
+    for o in job_overrides(search, key)[1:]:
+        path, value = o.split("=", 1)
+        node = values
+        *parents, last = path.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[last] = int(value)
+    text = yaml.safe_dump(values, sort_keys=False)
+    return f"# @package _global_\n# {key.name}: written by sweep.py border\ndefaults:\n  - override /model: {key.cell}\n{text}"
+
+
 def compose_job(search: Search, cell: str, vocab: int | None, lag: int, hidden: int, seed: int, folder: Path) -> Any:
-    """The config `train.py +sweep=<preset> model=<cell> task.vocab=<vocab> task.lag=<lag> ...` would
-    run (vocab None: the task's own)."""
+    """The config `train.py +sweep=<preset> <the job's overrides>` would run (vocab None: the task's own)."""
     from hydra import compose, initialize_config_dir
     from omegaconf import open_dict
 
-    job = [f"model={cell}", *([f"task.vocab={vocab}"] if vocab is not None else [])]
-    job += [f"task.lag={lag}", f"model.hidden={hidden}", f"seed={seed}"]
+    job = job_overrides(search, (cell, vocab, lag, hidden, seed))
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         cfg = compose("train", overrides=[f"+sweep={search.preset}", "progress=false", *search.overrides, *job])
     with open_dict(cfg):
@@ -169,46 +350,178 @@ def check(search: Search, folder: Path) -> None:
                         ) from None
     if search.vocabs is None:
         search.vocabs = [int(cfg.task.vocab)]
+    search.framing = str(cfg.task.get("framing", "window"))
+    if search.framing == "window" and int(cfg.task.get("out_len", 1)) != 1:
+        raise SweepError(
+            f"sweep.py border counts the bits of one target symbol in a window; task.out_len={cfg.task.out_len} "
+            "is not supported (use task.framing=label for a target at every step)."
+        )
 
 
-def job_name(cell: str, vocab: int, lag: int, hidden: int, seed: int) -> str:
-    return f"{cell}_v{vocab}_lag{lag}_h{hidden}_s{seed}"
+def settings(search: Search) -> dict[str, Any]:
+    """What shapes every job beyond its cell, vocab, lag, size and seed."""
+    return {"preset": search.preset, "context": search.context, "overrides": list(search.overrides)}
 
 
-def read_done(job: Path) -> dict[str, Any] | None:
+def lock(folder: Path) -> Any:
+    """Hold <folder>/.border/lock for this process's search (released when the process ends, however
+    it ends). A second search on the same folder would run the same jobs into the same rounds:
+    refused in one sentence naming the process that holds it."""
+    import fcntl
+
+    path = folder / ".border" / "lock"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        handle = open(path, "a+")
+    except OSError as err:
+        raise SweepError(
+            f"border.dir={folder} cannot be written ({err.strerror or err}); pick a writable folder."
+        ) from None
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        owner = handle.read().strip() or "another process"
+        handle.close()
+        raise SweepError(
+            f"border.dir={folder} is in use by another search ({owner}); two searches on one folder would run "
+            "the same jobs twice: wait for it to end, or pick another border.dir."
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}, started {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+    handle.flush()
+    return handle
+
+
+def claim(search: Search, folder: Path) -> None:
+    """border.yaml in the folder: written by the first search, compared by every resume."""
+    path = folder / "border.yaml"
+    mine = settings(search)
+    if path.exists():
+        theirs = yaml.safe_load(path.read_text()) or {}
+        if theirs != mine:
+            diff = [f"{k} {theirs.get(k)!r} there, {mine[k]!r} now" for k in mine if theirs.get(k) != mine[k]]
+            raise SweepError(
+                f"border.dir={folder} holds a search whose jobs ran with other settings ({'; '.join(diff)}); "
+                "its jobs would not be the same jobs: pick a new border.dir."
+            )
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    _write(path, yaml.safe_dump(mine, sort_keys=False))
+
+
+def read_record(job: Path) -> dict[str, Any] | None:
+    """metrics.json of a job that ended for a reason of its own: completed, or failed (a diverged
+    loss...) but not killed from outside; None: run it (again)."""
     try:
         metrics = json.loads((job / "metrics.json").read_text())
     except (OSError, ValueError):
         return None
-    return metrics if isinstance(metrics, dict) and metrics.get("status") == "completed" else None
+    if not isinstance(metrics, dict):
+        return None
+    if metrics.get("status") == "completed":
+        return metrics
+    if metrics.get("status") == "failed" and "killed" not in str(metrics.get("error", "")):
+        return metrics
+    return None
 
 
-def run_job(search: Search, cell: str, vocab: int, lag: int, hidden: int, seed: int, folder: Path) -> dict[str, Any]:
-    """metrics.json of the job: read when it completed before, else trained now (its output goes to
-    <job>/border.log; an unfinished earlier attempt is moved aside to <job>.unfinished-<time>)."""
-    job = folder / job_name(cell, vocab, lag, hidden, seed)
-    done = read_done(job)
-    if done is not None:
-        return done
-    if job.exists():  # an attempt that did not complete: kept beside, never deleted, and started again
-        job.rename(job.with_name(f"{job.name}.unfinished-{time.strftime('%Y%m%d-%H%M%S')}"))
-    from src.run import train
+def read_done(job: Path) -> dict[str, Any] | None:
+    metrics = read_record(job)
+    return metrics if metrics is not None and metrics.get("status") == "completed" else None
 
-    cfg = compose_job(search, cell, vocab, lag, hidden, seed, job)
-    job.mkdir(parents=True)
-    t0 = time.perf_counter()
-    with open(job / "border.log", "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-        metrics, _ = train(cfg)
-    ok = (metrics.get(search.metric) or 0) >= search.threshold
-    print(
-        f"  {job.name}: {search.metric} {metrics.get(search.metric, float('nan')):.3f} "
-        f"({'solved' if ok else 'not solved'}, {metrics['steps']} steps, {time.perf_counter() - t0:.1f} s)",
-        flush=True,
+
+def find_jobs(folder: Path) -> dict[str, tuple[Path, dict[str, Any]]]:
+    """name -> (folder, metrics) of every job with a record, the latest round winning."""
+    found: dict[str, tuple[Path, dict[str, Any]]] = {}
+    for round_dir in sorted(p for p in folder.glob("round_*") if p.is_dir()):
+        for job in sorted(p for p in round_dir.iterdir() if p.is_dir()):
+            record = read_record(job)
+            if record is not None:
+                found[job.name] = (job, record)
+    return found
+
+
+def job_line(search: Search, name: str, metrics: dict[str, Any]) -> str:
+    value = metrics.get(search.metric)
+    if metrics.get("status") != "completed":
+        return f"  {name}: failed ({metrics.get('error', 'no reason recorded')}); counted as not solved"
+    target = metrics.get("target") or {}
+    why = metrics.get("stopped_by") or ("target" if target.get("reached") else "?")
+    return (
+        f"  {name}: {search.metric} {value:.3f} ({'solved' if search.solved(metrics) else 'not solved'}; "
+        f"stopped by {why} at step {metrics.get('steps')}, {metrics.get('fit_time_s', float('nan')):.1f} s)"
     )
-    return metrics
 
 
-# -- the search of one point -----------------------------------------------------------------
+class Stopped(Exception):
+    """The user (Ctrl-C) or a scheduler (SIGTERM) stopped the search; `signum` says which."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+def launch(search: Search, folder: Path, number: int, keys: Sequence[JobKey]) -> None:
+    """One round: the jobs as a `train.py -m` multirun on the preset's launcher, with its output in
+    <folder>/round_<n>.log and a line here for each job as it finishes. Ctrl-C or SIGTERM is passed
+    to the runner, which stops its jobs at a batch boundary; then Stopped is raised."""
+    groups = folder / ".border" / "border_job"
+    groups.mkdir(parents=True, exist_ok=True)
+    for key in keys:
+        _write(groups / f"{key.name}.yaml", job_file(search, key))
+    round_dir = folder / f"round_{number:03d}"
+    cmd = [
+        sys.executable,
+        str(ROOT / "train.py"),
+        "-m",
+        f"+sweep={search.preset}",
+        "hydra.sweeper.params=null",  # the preset's own grid: not this round's jobs
+        f"hydra.searchpath=[file://{(folder / '.border').resolve()}]",
+        "+border_job=" + ",".join(k.name for k in keys),
+        f"hydra.sweep.dir={round_dir}",
+        "hydra.sweep.subdir=${hydra.runtime.choices.border_job}",
+        "progress=false",
+        *search.overrides,
+    ]
+    got: list[int] = []
+
+    def forward(signum: int, frame: Any) -> None:
+        got.append(signum)
+        try:
+            os.killpg(proc.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    with open(folder / f"round_{number:03d}.log", "a") as log:
+        log.write("$ " + " ".join(cmd[1:]) + "\n")
+        log.flush()
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT)
+        old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            printed: set[str] = set()
+            while True:
+                try:
+                    code = proc.wait(timeout=1.0)
+                except subprocess.TimeoutExpired:
+                    code = None
+                for key in keys:
+                    if key.name not in printed:
+                        record = read_record(round_dir / key.name)
+                        if record is not None:
+                            printed.add(key.name)
+                            print(job_line(search, key.name, record), flush=True)
+                if code is not None:
+                    break
+        finally:
+            for s, h in old.items():
+                signal.signal(s, h)
+    if got:
+        raise Stopped(got[0])
+
+
+# -- the search of one (cell, vocab) over its lags ---------------------------------------------
 @dataclass
 class Point:
     """The search of one (cell, vocab, lag): every job it ran, and what the bisection concluded."""
@@ -216,31 +529,135 @@ class Point:
     cell: str
     vocab: int
     lag: int
-    jobs: list[dict[str, Any]] = field(default_factory=list)  # one record per job, in the order run
+    jobs: list[dict[str, Any]] = field(default_factory=list)  # one record per job, in the order read
     solving: int | None = None
     failing: int | None = None
+    done: bool = False
 
 
-def search_point(search: Search, cell: str, vocab: int, lag: int, folder: Path) -> Point:
-    point = Point(cell, vocab, lag)
+def job_record(search: Search, key: JobKey, metrics: dict[str, Any]) -> dict[str, Any]:
+    memory = (metrics.get("diagnostics") or {}).get("memory") or {}
+    return {
+        "hidden": key.hidden,
+        "seed": key.seed,
+        "ok": search.solved(metrics),
+        "status": metrics.get("status"),
+        "value": metrics.get(search.metric),
+        "step": (metrics.get("target") or {}).get("step"),
+        "steps": metrics.get("steps"),
+        "stopped_by": metrics.get("stopped_by"),
+        "params": metrics.get("params"),
+        "weights": (metrics.get("weights") or {}).get("test") or metrics.get("tested_checkpoint"),
+        "memory": memory.get("score"),
+        "memory_delays": memory.get("delays"),
+        "memory_kind": memory.get("kind"),
+        "memory_chance": memory.get("chance"),
+    }
 
-    def solves(h: int) -> bool:
-        runs = [run_job(search, cell, vocab, lag, h, s, folder) for s in search.seeds]
-        point.jobs += [
-            {
-                "hidden": h,
-                "seed": s,
-                "ok": (m.get(search.metric) or 0) >= search.threshold,
-                "step": (m.get("target") or {}).get("step"),
-                "params": m.get("params"),
-                "weights": (m.get("weights") or {}).get("test") or m.get("tested_checkpoint"),
-            }
-            for s, m in zip(search.seeds, runs, strict=True)
-        ]
-        return sum(j["ok"] for j in point.jobs if j["hidden"] == h) >= search.share * len(search.seeds)
 
-    point.solving, point.failing = gallop_bisect(search.min, search.max, solves)
-    return point
+class Lane:
+    """One (cell, vocab): its lags in increasing order, each a ladder search that starts at the
+    border the previous lag found (a longer lag rarely needs fewer units; the search still checks
+    both sides). `wants(records)` says which jobs it needs next; None of them: it is finished."""
+
+    def __init__(self, search: Search, cell: str, vocab: int):
+        self.search, self.cell, self.vocab = search, cell, vocab
+        self.sizes = search.sizes
+        self.need = needed(search.share, len(search.seeds))
+        self.points: list[Point] = []
+        self.results: dict[JobKey, dict[str, Any]] = {}
+        self.start = 0
+        self.lags = list(search.lags)
+        self._next_lag()
+
+    def _next_lag(self) -> None:
+        if not self.lags:
+            self.point = None
+            return
+        self.point = Point(self.cell, self.vocab, self.lags.pop(0))
+        self.points.append(self.point)
+        self.gen = ladder_search(len(self.sizes), self.start)
+        self.index: int | None = next(self.gen)
+
+    def key(self, hidden: int, seed: int) -> JobKey:
+        assert self.point is not None
+        return JobKey(self.cell, self.vocab, self.point.lag, hidden, seed)
+
+    def _read(self, key: JobKey, records: dict[str, tuple[Path, dict[str, Any]]]) -> bool:
+        if key in self.results:
+            return True
+        if key.name not in records:
+            return False
+        self.results[key] = records[key.name][1]
+        assert self.point is not None
+        self.point.jobs.append(job_record(self.search, key, self.results[key]))
+        return True
+
+    def wants(self, records: dict[str, tuple[Path, dict[str, Any]]]) -> list[JobKey]:
+        seeds = self.search.seeds
+        while self.point is not None:
+            if self.index is not None:  # searching: the seeds at this size until the verdict settles
+                h = self.sizes[self.index]
+                ok: list[bool] = []
+                for s in seeds:
+                    if not self._read(self.key(h, s), records):
+                        break
+                    ok.append(self.search.solved(self.results[self.key(h, s)]))
+                decided = verdict(ok, len(seeds), self.need)
+                if decided is None:
+                    more = min(self.need - sum(ok), len(seeds) - self.need + 1 - (len(ok) - sum(ok)))
+                    return [self.key(h, s) for s in seeds[len(ok) : len(ok) + more]]
+                try:
+                    self.index = self.gen.send(decided)
+                except StopIteration as stop:
+                    solving, failing = stop.value
+                    self.point.solving = None if solving is None else self.sizes[solving]
+                    self.point.failing = None if failing is None else self.sizes[failing]
+                    self.index = None
+                    self.start = len(self.sizes) - 1 if solving is None else solving
+                continue
+            # settled: every seed at the sizes on both sides of the border, for their intervals
+            bounds = [h for h in (self.point.solving, self.point.failing) if h is not None]
+            missing = [self.key(h, s) for h in bounds for s in seeds if not self._read(self.key(h, s), records)]
+            if missing:
+                return missing
+            self.point.done = True
+            self._next_lag()
+        return []
+
+
+def search_all(search: Search, folder: Path) -> tuple[list[Point], int | None]:
+    """Rounds of jobs until every lane is finished; (points, the signal that stopped it or None)."""
+    lanes = [Lane(search, c, v) for c in search.cells for v in search.vocabs or []]
+    launched: set[JobKey] = set()
+    number = 1 + max([int(p.name.split("_")[1]) for p in folder.glob("round_[0-9]*") if p.is_dir()] or [0])
+    stopped = None
+    while True:
+        records = find_jobs(folder)
+        wanted: list[JobKey] = []
+        for lane in lanes:
+            keys = lane.wants(records)
+            for k in keys:
+                if k in launched:  # run once in this search and still without a record
+                    raise SweepError(
+                        f"job {k.name} ended without a record (metrics.json) in its round; see "
+                        f"{folder}/round_*.log; the search stops here, its jobs so far are kept."
+                    )
+            wanted += keys
+        if not wanted:
+            break
+        print(f"round {number}: {len(wanted)} job{'s' if len(wanted) > 1 else ''}", flush=True)
+        launched.update(wanted)
+        try:
+            launch(search, folder, number, wanted)
+        except Stopped as stop:
+            stopped = stop.signum
+            records = find_jobs(folder)
+            for lane in lanes:
+                lane.wants(records)  # what finished before the stop still counts
+            break
+        number += 1
+    return [p for lane in lanes for p in lane.points if p.jobs], stopped
 
 
 # -- the result ------------------------------------------------------------------------------
@@ -295,15 +712,23 @@ def result(search: Search, points: Sequence[Point]) -> Any:
                 "cell": p.cell,
                 "vocab": str(p.vocab),
                 "lag": str(p.lag),
-                "smallest solving hidden": str(p.solving) if p.solving is not None else f"> {search.max}",
+                "smallest solving hidden": "? (unfinished)"
+                if not p.done
+                else str(p.solving)
+                if p.solving is not None
+                else f"> {search.max}",
                 "solved there [95% CI]": share(int(win["ok"]), int(win["n"])) if win is not None else "-",
-                "largest failing hidden": str(p.failing) if p.failing is not None else f"< {search.min} not searched",
+                "largest failing hidden": "?"
+                if not p.done
+                else str(p.failing)
+                if p.failing is not None
+                else f"none: {search.min} solves",
                 "solved there [95% CI] ": share(int(lose["ok"]), int(lose["n"])) if lose is not None else "-",
                 "median steps to target": f"{win['step']:.0f} ({win['reached']:.0f}/{win['n']:.0f})"
                 if win is not None and win["reached"]
                 else "-",
                 "params": str(int(win["params"])) if win is not None else "-",
-                "bits demanded": f"{p.lag * math.log2(p.vocab):.1f}",
+                "bits demanded": f"{search.bits(p.lag, p.vocab):.1f}",
                 "state units": str(state_units(p.cell, p.solving)) if p.solving is not None else "-",
                 "sizes run (in order)": ", ".join(dict.fromkeys(str(j["hidden"]) for j in p.jobs)),
             }
@@ -336,7 +761,7 @@ def plot(search: Search, points: Sequence[Point], path: Path) -> Path:
         left.plot([p.lag for p in fails], [p.failing for p in fails], "x", color=color, markersize=8)
         never = [p for p in pts if p.solving is None]
         left.plot([p.lag for p in never], [search.max] * len(never), "^", color=color, markersize=9)
-        bits = [p.lag * math.log2(p.vocab) for p in solved]
+        bits = [search.bits(p.lag, p.vocab) for p in solved]
         right.plot(bits, [state_units(cell, p.solving) for p in solved], "o-", color=color, label=label)
     top = max([search.max, *(state_units(p.cell, p.solving) for p in points if p.solving is not None)])
     right.plot([1, top], [1, top], ":", color="grey", label="1 state unit per bit")
@@ -351,7 +776,10 @@ def plot(search: Search, points: Sequence[Point], path: Path) -> Path:
     left.legend(fontsize=8)
     right.set_xscale("log", base=2)
     right.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
-    right.set_xlabel("bits demanded = lag x log2(vocab)")
+    right.set_xlabel(
+        "bits demanded = "
+        + ("lag x log2(vocab): a delay line" if search.framing == "label" else "log2(vocab), held lag steps")
+    )
     right.set_ylabel("state units at the border")
     right.legend(fontsize=8)
     fig.suptitle(
@@ -363,52 +791,123 @@ def plot(search: Search, points: Sequence[Point], path: Path) -> Path:
     return path
 
 
+def memory_plot(points: Sequence[Point], path: Path) -> Path | None:
+    """memory.png: what the smallest solving networks hold, one panel per (cell, vocab): the memory
+    probe's score for the input k steps back (end-of-run diagnostics, a ridge readout from the
+    state; mean over the solved seeds at the border size), one line per lag, chance dotted.
+    None when no job recorded the probe."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels: dict[tuple[str, int], list[tuple[int, list[int], list[float], Any, Any]]] = {}
+    for p in points:
+        curves = [j for j in p.jobs if j["hidden"] == p.solving and j["ok"] and j.get("memory")]
+        if not curves:
+            continue
+        delays = curves[0]["memory_delays"]
+        mean = [sum(c["memory"][i] for c in curves) / len(curves) for i in range(len(delays))]
+        panels.setdefault((p.cell, p.vocab), []).append(
+            (p.lag, delays, mean, curves[0]["memory_kind"], curves[0]["memory_chance"])
+        )
+    if not panels:
+        return None
+    fig, axes = plt.subplots(
+        1, len(panels), figsize=(3.2 * len(panels) + 0.6, 3.2), layout="constrained", squeeze=False
+    )
+    for ax, ((cell, vocab), lines) in zip(axes[0], panels.items(), strict=True):
+        for i, (lag, delays, mean, _kind, chance) in enumerate(lines):
+            size = next(p.solving for p in points if (p.cell, p.vocab, p.lag) == (cell, vocab, lag))
+            ax.plot(delays, mean, "o-", color=f"C{i % 10}", markersize=3, label=f"lag {lag} (h={size})")
+            ax.axvline(lag, color=f"C{i % 10}", alpha=0.25)
+            if chance is not None:
+                ax.axhline(chance, color="grey", linestyle=":", linewidth=1)
+        ax.set_title(f"{cell}, vocab {vocab}", fontsize=9)
+        ax.set_xlabel("k: input k steps back")
+        ax.set_ylabel(f"readout {lines[0][3] or 'score'} from the state")
+        ax.set_ylim(-0.02, 1.02)
+        ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(
+        "memory probe of the smallest solving networks (vertical line: the trained lag; dotted: chance)", fontsize=9
+    )
+    fig.savefig(path, dpi=110, metadata={"Software": None})
+    plt.close(fig)
+    return path
+
+
 def run_border(overrides: Sequence[str], root: Path = Path("outputs/border")) -> tuple[int, Path]:
     """`sweep.py border [overrides]`: search, print the table, write border.md, border.csv,
-    border.png and a TensorBoard event file (the plot and the table) into the folder.
-    `border.dir=<folder>` picks (or resumes) the folder. Returns (exit code, folder)."""
+    border.png, memory.png, border.json (how it ended) and a TensorBoard event file (the plots and
+    the table) into the folder. `border.dir=<folder>` picks (or resumes) the folder.
+    Returns (exit code: 0, 130 after Ctrl-C, 143 after SIGTERM; folder)."""
     given = [o for o in overrides if o.startswith("border.dir=")]
     overrides = [o for o in overrides if not o.startswith("border.dir=")]
     search = parse(overrides)
     folder = Path(given[-1].split("=", 1)[1]) if given else root / time.strftime("%Y-%m-%d_%H-%M-%S")
     check(search, folder)
     assert search.vocabs is not None
-    folder.mkdir(parents=True, exist_ok=True)
-    from src.run import quiet_framework
-
-    quiet_framework()
+    held = lock(folder)  # noqa: F841 - held until this process ends
+    claim(search, folder)
     print(
         f"border search in {folder}: cells {search.cells}, vocabs {search.vocabs}, lags {search.lags}, hidden "
-        f"{search.min}..{search.max}, seeds {search.seeds}, solved: {search.metric} >= {search.threshold} on "
-        f">= {search.share:.0%} of seeds",
+        f"{search.sizes}, seeds {search.seeds}, solved: {search.metric} {'<=' if search.lower_is_better() else '>='} "
+        f"{search.threshold} on >= {search.share:.0%} of seeds; each round is one train.py -m (log: "
+        f"{folder}/round_<n>.log)",
         flush=True,
     )
     t0 = time.perf_counter()
-    points, code = [], 0
-    try:
-        for cell in search.cells:
-            for vocab in search.vocabs:
-                for lag in search.lags:
-                    print(f"{cell}, vocab {vocab}, lag {lag}:", flush=True)
-                    points.append(search_point(search, cell, vocab, lag, folder))
-    except KeyboardInterrupt:
-        print(f"\ninterrupted: run the same command with border.dir={folder} to go on", file=sys.stderr)
-        code = 130
-    write_result(search, folder, points, time.perf_counter() - t0, overrides)
+    points, stopped = search_all(search, folder)
+    code = 0 if stopped is None else 128 + stopped
+    status = {"status": "completed" if stopped is None else "interrupted", "exit_code": code}
+    if stopped is not None:
+        status["signal"] = signal.Signals(stopped).name
+        print(
+            f"\n{signal.Signals(stopped).name}: the search stopped; finished jobs are kept, run the same command with "
+            f"border.dir={folder} to go on",
+            file=sys.stderr,
+        )
+    write_result(search, folder, points, time.perf_counter() - t0, overrides, status)
     return code, folder
 
 
-def write_result(search: Search, folder: Path, points: list[Point], wall: float, overrides: Sequence[str]) -> None:
+def write_result(
+    search: Search,
+    folder: Path,
+    points: list[Point],
+    wall: float,
+    overrides: Sequence[str],
+    status: dict[str, Any] | None = None,
+) -> None:
+    from src.files import write_json
     from src.sweeps import write_tensorboard
 
+    stops: dict[str, int] = {}
+    for j in (j for p in points for j in p.jobs):
+        stops[str(j.get("stopped_by") or j.get("status"))] = (
+            stops.get(str(j.get("stopped_by") or j.get("status")), 0) + 1
+        )
     note = (
-        f"Smallest `model.hidden` in {search.min}..{search.max} at which at least {search.share:.0%} of seeds "
-        f"{search.seeds} reach `{search.metric} >= {search.threshold}` (training settings of the "
-        f"`{search.preset}` preset; {search.metric} measured on "
-        f"{weights_judged(j['weights'] for p in points for j in p.jobs)}); solved there: solved seeds/seeds [95% Wilson "
-        f"interval]; bits demanded = lag x log2(vocab); state units = hidden (2 x hidden for lstm's (h, c)). "
-        f"{wall:.0f} s."
+        f"Smallest `model.hidden` of {search.sizes} at which at least {search.share:.0%} of seeds "
+        f"{search.seeds} reach `{search.metric} {'<=' if search.lower_is_better() else '>='} {search.threshold}` "
+        f"(training settings of the `{search.preset}` preset"
+        f"{'' if search.context is None else f', task.context={search.context}'}; {search.metric} measured on "
+        f"{weights_judged(j['weights'] for p in points for j in p.jobs)}; jobs stopped by "
+        f"{', '.join(f'{k} ({n})' for k, n in stops.items()) or 'nothing yet'}); solved there: solved seeds/seeds "
+        f"[95% Wilson interval]; bits demanded = "
+        f"{'lag x log2(vocab) (label framing: a target at every step, so a delay line of the last lag symbols)' if search.framing == 'label' else 'log2(vocab) (window framing: one symbol at a fixed place of the window, held for lag steps; a delay line would need lag x log2(vocab))'}"
+        f"; state units = hidden (2 x hidden for lstm's "
+        f"(h, c)). {sum(len(p.jobs) for p in points)} jobs, {wall:.0f} s."
     )
+    unfinished = [p for p in points if not p.done]
+    if unfinished:
+        note += (
+            " Unfinished (the search stopped): "
+            + ", ".join(f"{p.cell} vocab {p.vocab} lag {p.lag}" for p in unfinished)
+            + "."
+        )
     table = result(search, points)
     rows = table.values.tolist()
     command = " ".join(["python sweep.py border", *overrides])
@@ -418,6 +917,17 @@ def write_result(search: Search, folder: Path, points: list[Point], wall: float,
     written = [folder / "border.md", folder / "border.csv"]
     if points:
         written.append(plot(search, points, folder / "border.png"))
+        curves = memory_plot([p for p in points if p.done], folder / "memory.png")
+        if curves is not None:
+            written.append(curves)
     written.append(write_tensorboard(folder, written[2:], markdown, time.time()))
+    write_json(
+        folder / "border.json",
+        {
+            **(status or {"status": "completed", "exit_code": 0}),
+            "jobs": sum(len(p.jobs) for p in points),
+            "wall_s": wall,
+        },
+    )
     print(f"\n{note}\n\n{_text_table(HEADER, rows)}\n\nWrote " + ", ".join(str(p) for p in written))
-    print(f"  TensorBoard: tensorboard --logdir {folder}  (Images: the plot, Text: the table)")
+    print(f"  TensorBoard: tensorboard --logdir {folder}  (Images: the plots, Text: the table)")

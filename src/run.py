@@ -21,6 +21,21 @@ from src.terminal import banner, check_progress, keep_log, logged_run, print_sum
 T_PROCESS = time.perf_counter()  # first import of this module ~ process start-up end
 
 
+def stopped_by(trainer: Any, target: Any) -> str:
+    """Why a completed fit ended: `target` (the validation target held), `plateau` (an
+    EarlyStopping callback: the monitored metric stopped improving), `max_steps` or `max_epochs`
+    (the budget)."""
+    from pytorch_lightning.callbacks import EarlyStopping
+
+    if target is not None and target.reached_step is not None:
+        return "target"
+    if any(isinstance(c, EarlyStopping) and c.wait_count >= c.patience for c in trainer.callbacks):
+        return "plateau"
+    if trainer.max_steps != -1 and trainer.global_step >= trainer.max_steps:
+        return "max_steps"
+    return "max_epochs"
+
+
 def quiet_framework() -> None:
     """Drop Lightning's start-up chatter and warnings that do not apply to this design: our
     IterableDataset defines __len__ and shards by worker itself; evaluation sets are pre-built
@@ -299,6 +314,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         fit_s = time.perf_counter() - t_fit
         signals.check()  # a signal during the final validation: last.ckpt is the end of the fit
         val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("val/", "train/"))}
+        stop = stopped_by(trainer, target)  # before test: testing best.ckpt restores the callbacks' states
         # Test the best checkpoint (selected on validation loss, never on test data) when there is one.
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
         trainer.test(module, datamodule=dm, ckpt_path=best or None, verbose=False)
@@ -306,11 +322,13 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         # trainer.test returns none: read them where callbacks do
         test = {k: v for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
         rows = sample_table(module, dm, cfg.samples)
-        diagnostics = None
+        diagnostics, diagnostics_s = None, None
         if cfg.get("diagnostics", True) and trainer.is_global_zero:  # off the hot path: once, on the test weights
             from src.diagnostics import diagnose
 
+            t_diag = time.perf_counter()
             diagnostics = diagnose(module.net, task, *dm.test_set, module.loss)
+            diagnostics_s = time.perf_counter() - t_diag
         metrics: dict[str, Any] = {
             "status": "completed",
             "task": task.name,
@@ -322,6 +340,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             "chance": chance,
             "target": target.summary() if target else {"reached": False, "monitor": None, "target": None, "best": None},
             "steps": trainer.global_step,
+            "stopped_by": stop,
             "batches": trainer.fit_loop.epoch_loop.batch_progress.total.ready,
             "epochs": trainer.current_epoch,
             "params": sum(p.numel() for p in net.parameters()),
@@ -334,7 +353,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             **timer.summary(),
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "torch_threads": torch.get_num_threads(),  # a parallel launcher's share of the cores
-            **({"diagnostics": diagnostics} if diagnostics else {}),
+            **({"diagnostics": diagnostics, "diagnostics_s": diagnostics_s} if diagnostics else {}),
         }
         signals.check()  # a signal during test
         if trainer.is_global_zero:

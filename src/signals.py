@@ -33,7 +33,12 @@ class SignalStop(BaseException):
 
 
 def install() -> None:
-    """Own SIGINT and SIGTERM for the rest of the process (main thread only)."""
+    """Own SIGINT and SIGTERM for the rest of the process (a no-op outside the main thread, where
+    Python allows no handler)."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _on_signal)
 

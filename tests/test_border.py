@@ -4,7 +4,12 @@ checked against a grid over the same sizes built from the same job results."""
 from __future__ import annotations
 
 import csv
+import json
 import math
+import os
+import signal
+import subprocess
+import sys
 
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -12,7 +17,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 import sweep
 from src import border
 from src.sweeps import wilson
-from tests.run_helpers import snapshot
+from tests.run_helpers import ROOT, snapshot, wait_for_file
 
 
 def counted(threshold: int, cache: dict[int, bool] | None = None):
@@ -40,7 +45,37 @@ def test_gallop_bisect_finds_every_threshold_in_log_steps_and_reuses_cached_resu
         again, retrained = counted(t, cache)  # a resumed search: every size it asks is known
         assert border.gallop_bisect(2, 64, again) == (found, failing) and retrained == []
     solves, trained = counted(100)
-    assert border.gallop_bisect(2, 64, solves) == (None, 64) and trained == [2, 4, 8, 16, 32, 64]
+    assert border.gallop_bisect(2, 64, solves) == (None, 64) and trained == [2, 3, 5, 9, 17, 33, 64]
+
+
+def test_ladder_search_from_any_start_finds_the_border_on_both_sides():
+    """Started at the border the previous lag found: up when that fails, down when it solves,
+    always ending at the adjacent pair (largest failing, smallest solving)."""
+    sizes = border.ladder(2, 128, 1.41)
+    assert sizes == [2, 3, 4, 5, 7, 9, 12, 16, 22, 31, 43, 60, 84, 118, 128]
+    assert border.ladder(2, 16, 1.0) == list(range(2, 17))
+    for t in range(len(sizes) + 1):  # t: the first solving index (len: none solves)
+        for start in range(len(sizes)):
+            asked: list[int] = []
+
+            def solves(i: int, t: int = t, asked: list[int] = asked) -> bool:
+                asked.append(i)
+                return i >= t
+
+            found, failing = border.drive(border.ladder_search(len(sizes), start), solves)
+            assert found == (t if t < len(sizes) else None)
+            assert failing == (t - 1 if t > 0 else None)
+            assert len(asked) == len(set(asked)) <= 2 * math.ceil(math.log2(abs(t - start) + 2)) + 1, (t, start, asked)
+
+
+@pytest.mark.parametrize(
+    "ok, need, n, settled",
+    [([True, True], 3, 5, None), ([True, True, True], 3, 5, True), ([False, False, False], 3, 5, False),
+     ([True, False, True, False], 3, 5, None), ([False], 1, 1, False), ([True], 1, 3, True)],
+)  # fmt: skip
+def test_the_seeds_at_a_size_stop_once_the_verdict_is_settled(ok, need, n, settled):
+    assert border.verdict(ok, n, need) is settled
+    assert border.needed(0.5, 5) == 3 and border.needed(0.5, 2) == 1 and border.needed(1.0, 3) == 3
 
 
 def test_wilson_interval():
@@ -59,6 +94,13 @@ def test_wilson_interval():
         (["border.min=8", "border.max=4"], "border.min=8 is above border.max=4"),
         (["task.lag=12"], "task.lag=12 model.hidden=2 would fail"),
         (["task.vocab=1,10"], "task.vocab=1,10 must be whole numbers of at least 2"),
+        (["model.hidden=8"], "model.hidden is set by the search for each job"),
+        (["border.resolution=0.5"], "border.resolution=0.5 must lie in [1, 4]"),
+        (["border.context=long"], "border.context=long must be a window length"),
+        (["task.lag=4", "border.context=lag-1"], "border.context=lag-1 must be a window length"),
+        (["model=lstm,lstm"], "model=lstm,lstm names a cell twice"),
+        (["border.metric=val/acc"], "border.metric=val/acc must be a test metric"),
+        (["task.out_len=2"], "task.out_len=2 is not supported"),
     ],
 )
 def test_bad_input_is_one_sentence_before_any_job(tmp_path, capsys, args, says):
@@ -73,25 +115,56 @@ TINY = [
     "task.lag=1",
     "seed=0",
     "border.min=2",
-    "border.max=16",
+    "border.max=10",
     "task.vocab=10",
-    "task.context=3",
+    "border.context=lag+2",
     "trainer.max_steps=400",
     "data.val_size=200",
     "data.test_size=200",
+    "diagnostics=false",
 ]
 
 
 def test_tiny_real_search_agrees_with_a_grid_over_the_same_sizes(tmp_path, capsys):
+    """Rounds of real `train.py -m` jobs on the parallel launcher; the search's verdict equals the
+    grid's over every size, the grid reusing the search's own jobs; a resume trains nothing; a
+    resume with other settings is refused."""
     folder = tmp_path / "border"
+    # A scheduler's SIGTERM while the first round's job trains: exit 143, the stop recorded in
+    # border.json and in the job's own metrics.json; the rerun below goes on from there.
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "sweep.py"), "border", f"border.dir={folder}", *TINY],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    wait_for_file("round_001/*/checkpoints", folder, proc)  # the job is past start-up, in its fit
+    # A second search on the live folder: refused in one sentence, nothing of it touched.
+    assert sweep.main(["border", f"border.dir={folder}", *TINY]) == 2
+    err = capsys.readouterr().err
+    assert f"border.dir={folder} is in use by another search (pid {proc.pid}," in err and err.count("\n") == 1
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, (out, err)
+    assert "SIGTERM: the search stopped; finished jobs are kept" in err
+    assert json.loads((folder / "border.json").read_text())["status"] == "interrupted"
+    stopped = [json.loads(m.read_text())["status"] for m in folder.glob("round_001/*/metrics.json")]
+    assert stopped and set(stopped) <= {"interrupted", "completed"}, stopped
+
     assert sweep.main(["border", f"border.dir={folder}", *TINY]) == 0
     out = capsys.readouterr().out
     rows = list(csv.DictReader((folder / "border.csv").open()))
     assert len(rows) == 1 and rows[0]["vocab"] == "10" and rows[0]["bits demanded"] == "3.3"  # 1 x log2(10)
     found = int(rows[0]["smallest solving hidden"])
     visited = [int(h) for h in rows[0]["sizes run (in order)"].split(", ")]
-    assert len(visited) < 15 - 5  # fewer jobs than the grid's 15
+    assert len(visited) < 9 - 3  # fewer jobs than the grid's 9
     assert ["lstm", "10", "1", str(found)] in [ln.split()[:4] for ln in out.splitlines()]  # printed too
+    (job,) = (folder / "round_002").glob("lstm_v10_lag1_h2_s0")  # a Hydra job: its config and overrides kept
+    assert (
+        "task.context=3" in (job / ".hydra" / "overrides.yaml").read_text()
+        or "context: 3" in (job / ".hydra" / "config.yaml").read_text()
+    )
+    assert json.loads((job / "metrics.json").read_text())["weights"]["test"].startswith("checkpoints/best.ckpt")
+    assert json.loads((folder / "border.json").read_text())["status"] == "completed"
 
     # The plot and the table, as TensorBoard serves them from the border folder.
     assert (folder / "border.png").read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
@@ -103,25 +176,26 @@ def test_tiny_real_search_agrees_with_a_grid_over_the_same_sizes(tmp_path, capsy
     (text,) = served.Tensors("sweep/summary")
     assert text.tensor_proto.string_val[0].decode() == (folder / "border.md").read_text()
 
-    # The grid over 2..16 on the same jobs: the search's jobs are read, not rerun.
+    # The grid over 2..10 on the same jobs: the search's jobs are read, not rerun.
     search = border.parse(TINY)
     before = snapshot(folder)
-    grid = {h: border.run_job(search, "lstm", 10, 1, h, 0, folder)["test/exact"] >= 0.99 for h in range(2, 17)}
-    after = snapshot(folder)
-    assert {k: v for k, v in after.items() if k in before} == before
+    done = border.find_jobs(folder)
+    keys = [border.JobKey("lstm", 10, 1, h, 0) for h in range(2, 11)]
+    border.launch(search, folder, 99, [k for k in keys if k.name not in done])
+    assert {k: v for k, v in snapshot(folder).items() if k in before} == before
+    done = border.find_jobs(folder)
+    grid = {k.hidden: search.solved(done[k.name][1]) for k in keys}
     assert min(h for h, ok in grid.items() if ok) == found, grid
-    assert not grid[found - 1] and grid[found]
+    assert found == 2 or not grid[found - 1]
 
     # A second search over the finished folder trains nothing and gives the same table.
     capsys.readouterr()
     assert sweep.main(["border", f"border.dir={folder}", *TINY]) == 0
-    assert "  lstm_v10_lag1_h" not in capsys.readouterr().out  # no job line: nothing trained
+    assert "\nround " not in capsys.readouterr().out  # no round: nothing trained
     assert list(csv.DictReader((folder / "border.csv").open())) == rows
 
-    # The vocab axis: one row per (cell, vocab, lag), bits demanded from that vocab; the vocab-10
-    # job at 16 is read from the grid above, only the vocab-100 one trains.
-    assert sweep.main(["border", f"border.dir={folder}", *TINY, "task.vocab=10,100", "border.min=16"]) == 0
-    trained = [ln.split(":")[0].strip() for ln in capsys.readouterr().out.splitlines() if ln.startswith("  lstm_")]
-    assert trained == ["lstm_v100_lag1_h16_s0"]
-    rows = list(csv.DictReader((folder / "border.csv").open()))
-    assert [(r["vocab"], r["lag"], r["bits demanded"]) for r in rows] == [("10", "1", "3.3"), ("100", "1", "6.6")]
+    # Other settings in the same folder would mix two kinds of job: one sentence, nothing run.
+    assert sweep.main(["border", f"border.dir={folder}", *TINY, "trainer.max_steps=500"]) == 2
+    err = capsys.readouterr().err
+    assert "holds a search whose jobs ran with other settings" in err and err.count("\n") == 1
+    assert snapshot(folder).keys() >= before.keys()

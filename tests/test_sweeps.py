@@ -283,7 +283,14 @@ def test_sweep_py_runs_a_preset_then_summarizes(tmp_path):
     # The preset's grid narrowed to one value of model, seed and task.lag: only hidden varies.
     assert sorted(jobs) == ["0_model.hidden=4", "1_model.hidden=64"]
     job_cfg = yaml.safe_load((sweep / "1_model.hidden=64" / ".hydra" / "config.yaml").read_text())
-    assert job_cfg["task"]["context"] == 9 and job_cfg["callbacks"]["model_checkpoint"] is None
+    assert job_cfg["task"]["context"] == 9 and job_cfg["callbacks"]["plateau"]["patience"] == 5
+    # judged on the checkpoint validation selects: best.ckpt only (no last.ckpt per job)
+    callbacks = job_cfg["callbacks"]
+    assert callbacks["model_checkpoint"]["save_last"] is False and callbacks["last_checkpoint"] is None
+    job = by_hidden(jobs, 64)
+    assert job["weights"]["test"].startswith("checkpoints/best.ckpt")
+    assert job["stopped_by"] in ("target", "plateau", "max_steps")
+    assert sorted(p.name for p in (sweep / "1_model.hidden=64" / "checkpoints").glob("*.ckpt")) == ["best.ckpt"]
     assert by_hidden(jobs, 64)["test/exact"] >= 0.99 and by_hidden(jobs, 4)["test/exact"] < 0.5
     assert "lstm  64 (1/1 [0.21, 1.00])" in r.stdout and str(sweep / "summary" / "summary.md") in r.stdout
     # each configuration's row has the metric's chance level beside it (1/vocab = 0.01 for exact)
