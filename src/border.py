@@ -167,6 +167,10 @@ class Search:
     def sizes(self) -> list[int]:
         return ladder(self.min, self.max, self.resolution)
 
+    def sizes_text(self) -> str:
+        sizes = self.sizes
+        return f"{self.min}..{self.max} (every integer)" if len(sizes) == self.max - self.min + 1 else str(sizes)
+
     def context_for(self, lag: int) -> int | None:
         if self.context is None:
             return None
@@ -853,7 +857,7 @@ def run_border(overrides: Sequence[str], root: Path = Path("outputs/border")) ->
     claim(search, folder)
     print(
         f"border search in {folder}: cells {search.cells}, vocabs {search.vocabs}, lags {search.lags}, hidden "
-        f"{search.sizes}, seeds {search.seeds}, solved: {search.metric} {'<=' if search.lower_is_better() else '>='} "
+        f"{search.sizes_text()}, seeds {search.seeds}, solved: {search.metric} {'<=' if search.lower_is_better() else '>='} "
         f"{search.threshold} on >= {search.share:.0%} of seeds; each round is one train.py -m (log: "
         f"{folder}/round_<n>.log)",
         flush=True,
@@ -890,7 +894,7 @@ def write_result(
             stops.get(str(j.get("stopped_by") or j.get("status")), 0) + 1
         )
     note = (
-        f"Smallest `model.hidden` of {search.sizes} at which at least {search.share:.0%} of seeds "
+        f"Smallest `model.hidden` of {search.sizes_text()} at which at least {search.share:.0%} of seeds "
         f"{search.seeds} reach `{search.metric} {'<=' if search.lower_is_better() else '>='} {search.threshold}` "
         f"(training settings of the `{search.preset}` preset"
         f"{'' if search.context is None else f', task.context={search.context}'}; {search.metric} measured on "
