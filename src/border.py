@@ -773,6 +773,10 @@ def plot(search: Search, points: Sequence[Point], path: Path) -> Path:
         ax.set_yscale("log", base=2)
         ax.yaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
         ax.grid(alpha=0.3)
+    shown = sorted({h for p in points for h in (p.solving, p.failing) if h is not None}
+                   | ({search.max} if any(p.solving is None for p in points) else set()))  # fmt: skip
+    left.set_yticks(shown if len(shown) <= 12 else [2**i for i in range(1, int(math.log2(search.max)) + 1)])
+    left.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     left.set_xticks(search.lags)
     left.set_xlabel("lag")
     left.set_ylabel("smallest solving model.hidden")
@@ -818,7 +822,7 @@ def memory_plot(points: Sequence[Point], path: Path) -> Path | None:
     if not panels:
         return None
     fig, axes = plt.subplots(
-        1, len(panels), figsize=(3.2 * len(panels) + 0.6, 3.2), layout="constrained", squeeze=False
+        1, len(panels), figsize=(max(6.4, 3.2 * len(panels) + 0.6), 3.6), layout="constrained", squeeze=False
     )
     for ax, ((cell, vocab), lines) in zip(axes[0], panels.items(), strict=True):
         for i, (lag, delays, mean, _kind, chance) in enumerate(lines):
@@ -835,7 +839,9 @@ def memory_plot(points: Sequence[Point], path: Path) -> Path | None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.suptitle(
-        "memory probe of the smallest solving networks (vertical line: the trained lag; dotted: chance)", fontsize=9
+        "ridge readout of the input k steps back from the state of the smallest solving networks\n"
+        "(mean over their solved seeds; vertical line: the trained lag; dotted: chance)",
+        fontsize=9,
     )
     fig.savefig(path, dpi=110, metadata={"Software": None})
     plt.close(fig)
