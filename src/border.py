@@ -416,8 +416,8 @@ def claim(search: Search, folder: Path) -> None:
 
 
 def read_record(job: Path) -> dict[str, Any] | None:
-    """metrics.json of a job that ended for a reason of its own: completed, or failed (a diverged
-    loss...) but not killed from outside; None: run it (again)."""
+    """metrics.json of a job that ended with a verdict: completed, or failed because its loss
+    diverged; None: run it (again)."""
     try:
         metrics = json.loads((job / "metrics.json").read_text())
     except (OSError, ValueError):
@@ -426,9 +426,9 @@ def read_record(job: Path) -> dict[str, Any] | None:
         return None
     if metrics.get("status") == "completed":
         return metrics
-    if metrics.get("status") == "failed" and "killed" not in str(metrics.get("error", "")):
-        return metrics
-    return None
+    if metrics.get("status") == "failed" and str(metrics.get("error", "")).startswith("train/loss became"):
+        return metrics  # it diverged: a verdict on this size and seed (not solved)
+    return None  # interrupted, killed, a full disk...: not a verdict, run it again
 
 
 def read_done(job: Path) -> dict[str, Any] | None:
@@ -445,6 +445,17 @@ def find_jobs(folder: Path) -> dict[str, tuple[Path, dict[str, Any]]]:
             if record is not None:
                 found[job.name] = (job, record)
     return found
+
+
+def no_verdict(folder: Path, key: JobKey) -> str:
+    """Why a job that ran gave no verdict, from its latest metrics.json (a full disk, a crash...)."""
+    for job in sorted(folder.glob(f"round_*/{key.name}"), reverse=True):
+        try:
+            metrics = json.loads((job / "metrics.json").read_text())
+        except (OSError, ValueError):
+            continue
+        return f"job {job} {metrics.get('status', 'ended')}: {metrics.get('error', 'no reason recorded')}"
+    return f"job {key.name} ended without a record (metrics.json); see {folder}/round_*.log"
 
 
 def job_line(search: Search, name: str, metrics: dict[str, Any]) -> str:
@@ -642,11 +653,8 @@ def search_all(search: Search, folder: Path) -> tuple[list[Point], int | None]:
         for lane in lanes:
             keys = lane.wants(records)
             for k in keys:
-                if k in launched:  # run once in this search and still without a record
-                    raise SweepError(
-                        f"job {k.name} ended without a record (metrics.json) in its round; see "
-                        f"{folder}/round_*.log; the search stops here, its jobs so far are kept."
-                    )
+                if k in launched:  # run once in this search and still without a verdict
+                    raise SweepError(f"{no_verdict(folder, k)}; the search stops here, its jobs so far are kept.")
             wanted += keys
         if not wanted:
             break

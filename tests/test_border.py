@@ -199,3 +199,22 @@ def test_tiny_real_search_agrees_with_a_grid_over_the_same_sizes(tmp_path, capsy
     err = capsys.readouterr().err
     assert "holds a search whose jobs ran with other settings" in err and err.count("\n") == 1
     assert snapshot(folder).keys() >= before.keys()
+
+
+def test_only_a_diverged_loss_is_a_verdict_a_full_disk_is_not(tmp_path):
+    """A job whose loss diverged did not solve its size; a job that stopped for a reason outside it
+    (a full disk, a kill, an interrupt) says nothing about the size: it runs again, and a second
+    time stops the search with its own error."""
+    job = tmp_path / "round_001" / "lstm_v10_lag1_h4_s0"
+    job.mkdir(parents=True)
+    record = job / "metrics.json"
+    record.write_text(json.dumps({"status": "failed", "error": "train/loss became nan at step 7 (batch 7); ..."}))
+    assert border.read_record(job)["status"] == "failed"
+    assert not border.parse(["border.max=8"]).solved(border.read_record(job))
+    disk = "writing /x/last.ckpt failed: No space left on device (errno 28); free space or point paths.output_dir ..."
+    for stop in ({"status": "failed", "error": disk}, {"status": "interrupted", "signal": "SIGTERM"}):
+        record.write_text(json.dumps(stop))
+        assert border.read_record(job) is None and border.find_jobs(tmp_path) == {}
+    record.write_text(json.dumps({"status": "failed", "error": disk}))
+    said = border.no_verdict(tmp_path, border.JobKey("lstm", 10, 1, 4, 0))
+    assert said == f"job {job} failed: {disk}"
