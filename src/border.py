@@ -362,9 +362,14 @@ def check(search: Search, folder: Path) -> None:
         )
 
 
+LAUNCH_KEYS = ("hydra/launcher", "hydra.launcher.")  # where jobs run, not what they train
+
+
 def settings(search: Search) -> dict[str, Any]:
-    """What shapes every job beyond its cell, vocab, lag, size and seed."""
-    return {"preset": search.preset, "context": search.context, "overrides": list(search.overrides)}
+    """What shapes every job beyond its cell, vocab, lag, size and seed (not where it runs: a
+    search started here may go on on SLURM)."""
+    shaping = [o for o in search.overrides if not o.lstrip("+~").startswith(LAUNCH_KEYS)]
+    return {"preset": search.preset, "context": search.context, "overrides": shaping}
 
 
 def lock(folder: Path) -> Any:

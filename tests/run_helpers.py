@@ -22,6 +22,7 @@ TIMINGS = {
     "first_step_at",
     "train_batches_per_s",
     "validation_s",
+    "diagnostics_s",
     "peak_rss_mb",
 }
 
