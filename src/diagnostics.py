@@ -200,6 +200,22 @@ def gradient_by_delay(
     return per_step.flip(0).tolist()
 
 
+def accuracy_by_position(net: nn.Module, x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor) -> list | None:
+    """Test accuracy at each target position of a window with several targets (an echoed block,
+    copy memory's recall, a label stream): where along the answer the network fails. None for one
+    target per window or a real-valued target; a position no window scores is None."""
+    if y.dim() != 2 or y.shape[1] < 2 or y.is_floating_point():
+        return None
+    with torch.no_grad():
+        out, _ = net(x)
+    if out.dim() != 3 or out.shape[1] != y.shape[1]:
+        return None
+    scored = mask.bool() if mask is not None else torch.ones_like(y, dtype=torch.bool)
+    right = ((out.argmax(-1) == y) & scored).sum(0)
+    count = scored.sum(0)
+    return [float(r) / float(n) if n else None for r, n in zip(right.tolist(), count.tolist(), strict=True)]
+
+
 PROBE_WINDOWS = 1024  # the memory probe: 512 to fit the readouts, 512 to score them
 MEAN_WINDOWS = 256  # gate statistics and gradient norms: means over windows
 
@@ -223,6 +239,9 @@ def diagnose(net: nn.Module, task: Any, x: torch.Tensor, y: torch.Tensor, mask: 
             "memory": window_memory(net, x[:PROBE_WINDOWS], symbols),
             "timescales": timescales(net, x[few]),
             "gradient_by_delay": gradient_by_delay(net, x[few], loss_fn, y[few], mask[few]) if x.dim() == 2 else None,
+            "accuracy_by_position": accuracy_by_position(
+                net, x[:PROBE_WINDOWS], y[:PROBE_WINDOWS], mask[:PROBE_WINDOWS]
+            ),
         }
     finally:
         net.to(device)

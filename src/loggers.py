@@ -209,6 +209,10 @@ def diagnostics_markdown(metrics: dict[str, Any]) -> str | None:
     for k, score in zip(mem["delays"], mem["score"], strict=True):
         g = f"{grads[k] / top:.2g}" if top and k < len(grads) else "-"
         lines.append(f"| {k} | {score:.3f} | {g} |")
+    by_pos = diag.get("accuracy_by_position")
+    if by_pos:
+        lines += ["", "Test accuracy by target position", "", "| position | accuracy |", "|---|---|"]
+        lines += [f"| {j} | {a:.3f} |" for j, a in enumerate(by_pos) if a is not None]
     return "\n".join(lines)
 
 

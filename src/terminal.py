@@ -343,6 +343,12 @@ def diagnostics_lines(d: dict[str, Any]) -> list[str]:
         lines.append(
             "  ||dL/d input k steps back|| / max: " + "  ".join(f"k={k}: {g / top:.2g}" for k, g in enumerate(grads))
         )
+    by_pos = d.get("accuracy_by_position")
+    if by_pos:
+        lines.append(
+            "  test accuracy by target position: "
+            + "  ".join(f"{j}: {fmt(a)}" for j, a in enumerate(by_pos) if a is not None)
+        )
     return lines
 
 

@@ -145,3 +145,23 @@ def test_without_recurrence_the_gradient_reaches_only_the_last_step() -> None:
     with torch.no_grad():
         net.topology.rnn.weight_hh_l0.copy_(0.9 * torch.eye(8))
     assert all(g > 0 for g in gradient_by_delay(net, x, loss, y, mask))  # with memory it reaches back
+
+
+def test_accuracy_by_position_finds_the_position_a_network_gets_wrong() -> None:
+    """A network that copies the window's last three inputs but answers position 2 with input + 1:
+    positions 0 and 1 are right, 2 is wrong; a masked position is not scored."""
+    from src.diagnostics import accuracy_by_position
+
+    class Copier(torch.nn.Module):
+        def forward(self, x):
+            y = x[:, -3:].clone()
+            y[:, 2] = (y[:, 2] + 1) % 10
+            return torch.nn.functional.one_hot(y, 10).float(), None
+
+    x = torch.randint(0, 10, (64, 6))
+    y = x[:, -3:]
+    mask = torch.ones_like(y, dtype=torch.bool)
+    assert accuracy_by_position(Copier(), x, y, mask) == [1.0, 1.0, 0.0]
+    mask[:, 1] = False
+    assert accuracy_by_position(Copier(), x, y, mask) == [1.0, None, 0.0]
+    assert accuracy_by_position(Copier(), x, y[:, :1], mask[:, :1]) is None  # one target: nothing by position
