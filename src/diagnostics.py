@@ -233,15 +233,13 @@ def diagnose(net: nn.Module, task: Any, x: torch.Tensor, y: torch.Tensor, mask: 
         symbols = task.symbols if task.encoding in ("onehot", "embedding") and not x.is_floating_point() else None
         # Enough windows for each estimate, and a bounded cost (under 5% of a default run's fit,
         # benchmarks/bench.py --sections diagnostics): the probe fits on one half and scores on the
-        # other; the gate means and gradient norms are averages.
-        few = slice(0, MEAN_WINDOWS)
+        # other; the gate means, gradient norms and accuracies by position are averages.
+        few, half = slice(0, MEAN_WINDOWS), slice(0, PROBE_WINDOWS // 2)
         return {
             "memory": window_memory(net, x[:PROBE_WINDOWS], symbols),
             "timescales": timescales(net, x[few]),
             "gradient_by_delay": gradient_by_delay(net, x[few], loss_fn, y[few], mask[few]) if x.dim() == 2 else None,
-            "accuracy_by_position": accuracy_by_position(
-                net, x[:PROBE_WINDOWS], y[:PROBE_WINDOWS], mask[:PROBE_WINDOWS]
-            ),
+            "accuracy_by_position": accuracy_by_position(net, x[half], y[half], mask[half]),
         }
     finally:
         net.to(device)
