@@ -729,7 +729,7 @@ def result(search: Search, points: Sequence[Point]) -> Any:
                 "cell": p.cell,
                 "vocab": str(p.vocab),
                 "lag": str(p.lag),
-                "smallest solving hidden": "? (unfinished)"
+                "smallest solving hidden": f"{'?' if p.solving is None else p.solving} (unfinished)"
                 if not p.done
                 else str(p.solving)
                 if p.solving is not None
