@@ -7,9 +7,12 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
+
 from tests.conftest import run_cli
 
 
+@pytest.mark.slow  # ~18 s: a run killed mid-fit, then predict; the default suite stays under CI's 10 minutes
 def test_an_unfinished_run_predicts_with_a_warning(tmp_path):
     run = tmp_path / "run"
     r = run_cli("debug=fast", "logger=none", f"hydra.run.dir={run}", cwd=tmp_path)

@@ -201,6 +201,7 @@ def test_a_job_killed_hard_is_recorded_and_the_sweep_goes_on(tmp_path):
     assert r.returncode == 1, r.stderr[-2000:]  # not every job completed
 
 
+@pytest.mark.slow  # ~24 s; the parallel launcher also runs in the border and preset tests of the default suite
 def test_parallel_launcher_shares_the_cores_and_tensorboard_compares_the_jobs(tmp_path):
     from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
     from tensorboard.plugins.hparams import metadata

@@ -158,7 +158,8 @@ def test_progress_false_prints_the_summary_only_and_overfit_shows_train_loss(cfg
     assert all(line in log for line in out.splitlines())
 
 
-@pytest.mark.parametrize("launcher", ["basic", "parallel"])
+# the parallel launcher's variant (~18 s) is in the slow set; the border test prints its rounds on it
+@pytest.mark.parametrize("launcher", ["basic", pytest.param("parallel", marks=pytest.mark.slow)])
 def test_sweep_prints_its_folder_and_jobs_done(tmp_path, launcher):
     sweep = tmp_path / "sweep"
     budget = ["logger=none", "callbacks=none", "trainer.max_steps=5", "trainer.val_check_interval=5"]
