@@ -414,3 +414,21 @@ def test_a_search_without_the_optuna_extra_is_refused_in_one_sentence():
         check_plugins(["train.py", "-m", "hparams_search=echo_optuna"], optuna_plugin="hydra_plugins.absent_sweeper")
     assert "pip install -r requirements-optuna.txt" in str(err.value)
     check_plugins(["train.py", "-m", "hparams_search=null"], optuna_plugin="hydra_plugins.absent_sweeper")
+
+
+def test_metrics_say_a_plateau_stopped_the_run_after_best_ckpt_was_tested(tmp_path):
+    """The convergence rule's stop is recorded as `plateau` although testing best.ckpt (here from
+    step 20: SGD at lr 1e-30 leaves val/loss flat) restores EarlyStopping's state of that checkpoint,
+    whose wait count is 0."""
+    run = tmp_path / "run"
+    r = run_cli(
+        "optim.optimizer._target_=torch.optim.SGD", "optim.optimizer.lr=1e-30", "trainer.max_steps=2000",
+        "trainer.val_check_interval=20", "data.val_size=100", "data.test_size=100",
+        "callbacks.target_reached.target=null", "+callbacks.plateau._target_=pytorch_lightning.callbacks.EarlyStopping",
+        "+callbacks.plateau.monitor=val/loss", "+callbacks.plateau.patience=2",
+        "logger=none", "diagnostics=false", "samples=0", f"hydra.run.dir={run}",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["weights"]["test"].startswith("checkpoints/best.ckpt (step 20")
+    assert metrics["stopped_by"] == "plateau" and metrics["steps"] == 60, (metrics["stopped_by"], metrics["steps"])
