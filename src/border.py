@@ -177,16 +177,15 @@ class Search:
         m = re.fullmatch(r"lag\s*\+\s*(\d+)", self.context)
         return lag + int(m.group(1)) if m else int(self.context)
 
-    def lower_is_better(self) -> bool:
-        from src.sweeps import LOWER_IS_BETTER
+    def rule(self) -> str:
+        from src.sweeps import rule
 
-        return self.metric.rsplit("/", 1)[-1] in LOWER_IS_BETTER
+        return rule(self.metric, self.threshold)
 
     def solved(self, metrics: dict[str, Any]) -> bool:
-        value = metrics.get(self.metric)
-        if not isinstance(value, (int, float)) or math.isnan(value):
-            return False
-        return value <= self.threshold if self.lower_is_better() else value >= self.threshold
+        from src.sweeps import meets
+
+        return bool(meets(metrics.get(self.metric), self.metric, self.threshold))
 
 
 def _ints(key: str, value: str) -> list[int]:
@@ -434,11 +433,6 @@ def read_record(job: Path) -> dict[str, Any] | None:
     if metrics.get("status") == "failed" and str(metrics.get("error", "")).startswith("train/loss became"):
         return metrics  # it diverged: a verdict on this size and seed (not solved)
     return None  # interrupted, killed, a full disk...: not a verdict, run it again
-
-
-def read_done(job: Path) -> dict[str, Any] | None:
-    metrics = read_record(job)
-    return metrics if metrics is not None and metrics.get("status") == "completed" else None
 
 
 def find_jobs(folder: Path) -> dict[str, tuple[Path, dict[str, Any]]]:
@@ -876,8 +870,7 @@ def run_border(overrides: Sequence[str], root: Path = Path("outputs/border")) ->
     claim(search, folder)
     print(
         f"border search in {folder}: cells {search.cells}, vocabs {search.vocabs}, lags {search.lags}, hidden "
-        f"{search.sizes_text()}, seeds {search.seeds}, solved: {search.metric} {'<=' if search.lower_is_better() else '>='} "
-        f"{search.threshold} on >= {search.share:.0%} of seeds; each round is one train.py -m (log: "
+        f"{search.sizes_text()}, seeds {search.seeds}, solved: {search.rule()} on >= {search.share:.0%} of seeds; each round is one train.py -m (log: "
         f"{folder}/round_<n>.log)",
         flush=True,
     )
@@ -914,7 +907,7 @@ def write_result(
         )
     note = (
         f"Smallest `model.hidden` of {search.sizes_text()} at which at least {search.share:.0%} of seeds "
-        f"{search.seeds} reach `{search.metric} {'<=' if search.lower_is_better() else '>='} {search.threshold}` "
+        f"{search.seeds} reach `{search.rule()}` "
         f"(training settings of the `{search.preset}` preset"
         f"{'' if search.context is None else f', task.context={search.context}'}; {search.metric} measured on "
         f"{weights_judged(j['weights'] for p in points for j in p.jobs)}; jobs stopped by "

@@ -632,18 +632,27 @@ def _number(v: Any) -> float | None:
 LOWER_IS_BETTER = ("loss", "mse", "mae")  # a metric named */loss, */mse or */mae solves by going under
 
 
+def lower_is_better(metric: str) -> bool:
+    """An error metric (*/loss, */mse, */mae) solves by going under its threshold."""
+    return metric.rsplit("/", 1)[-1] in LOWER_IS_BETTER
+
+
 def rule(metric: str, threshold: float) -> str:
     """What solving means: `metric >= threshold`, or `<=` for an error (loss, mse, mae)."""
-    return f"{metric} {'<=' if metric.rsplit('/', 1)[-1] in LOWER_IS_BETTER else '>='} {threshold}"
+    return f"{metric} {'<=' if lower_is_better(metric) else '>='} {threshold}"
+
+
+def meets(value: Any, metric: str, threshold: float) -> bool | None:
+    """Whether a value of `metric` solves (see `rule`); None when it is not a number."""
+    v = _number(value)
+    if v is None or math.isnan(v):
+        return None
+    return v <= threshold if lower_is_better(metric) else v >= threshold
 
 
 def solved(job: Job, metric: str, threshold: float) -> bool | None:
-    """None when the job has no value for the metric (failed or missing); an error metric (loss,
-    mse, mae) solves at or under the threshold, any other at or over it."""
-    v = _number(job.metrics.get(metric)) if job.status == "completed" else None
-    if v is None:
-        return None
-    return v <= threshold if metric.rsplit("/", 1)[-1] in LOWER_IS_BETTER else v >= threshold
+    """None when the job has no value for the metric (failed or missing), else `meets`."""
+    return meets(job.metrics.get(metric), metric, threshold) if job.status == "completed" else None
 
 
 def _fmt(v: Any) -> str:
@@ -741,8 +750,7 @@ def group_table(sweep: Sweep, keys: Sequence[str], metric: str, threshold: float
         df[f"key:{k}"] = pd.Categorical(df[f"key:{k}"], categories=list(dict.fromkeys(["", *order])))
     if not keys:  # nothing swept but the seed: one group of all jobs
         df["all"], by = "", ["all"]
-    lower = metric.rsplit("/", 1)[-1] in LOWER_IS_BETTER  # an error solves at or under its threshold
-    df["ok"] = (df[metric] <= threshold) if lower else (df[metric] >= threshold)
+    df["ok"] = (df[metric] <= threshold) if lower_is_better(metric) else (df[metric] >= threshold)
     grouped = df.groupby(by, observed=True, sort=True)
     out = grouped[cols].agg(["mean", "std", "count"])
     out.columns = [f"{c}:{s.replace('count', 'n')}" for c, s in out.columns]
