@@ -13,6 +13,7 @@ if __name__ == "__main__":  # first of all: from here on a signal ends the proce
     from src import signals
 
     signals.install()
+    signals.own_tree()  # its jobs (launcher workers, DDP ranks) share its stop
 
 import secrets  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -43,6 +44,15 @@ def main(cfg: DictConfig) -> float | None:
     if recorded is not None:
         value = recorded.get(cfg.optimized_metric)
         return value if isinstance(value, (int, float)) else None
+    if signals.in_worker() and signals.received() is not None:
+        # the sweep was stopped before this job began (a launcher's worker, handed the job after the
+        # runner's signal): it is not started, and leaves no folder; the runner ends the sweep
+        from hydra.core.hydra_config import HydraConfig
+
+        from src.launch import remove_if_untouched
+
+        remove_if_untouched(Path(str(HydraConfig.get().runtime.output_dir)))
+        return None
 
     # DDP ranks > 0 stop with rank 0 (the stop is agreed across ranks), which reports it; exiting 0
     # keeps Lightning's process observer from killing rank 0 before it has written metrics.json.
@@ -61,6 +71,8 @@ def main(cfg: DictConfig) -> float | None:
     except RunInterrupted as err:  # ends a sweep too: the user asked to stop
         if primary:
             print(f"interrupted: {err}", file=sys.stderr)
+        if signals.in_worker():  # recorded; the runner ends the sweep (an exit here would make joblib
+            return None  # kill the other workers mid-job, before they write their records)
         sys.exit(128 + err.signum if primary else 0)
     except RunFailed as err:
         if not primary:

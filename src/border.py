@@ -40,6 +40,7 @@ from typing import Any
 
 import yaml
 
+from src import signals
 from src.sweeps import PRESET_DIR, ROOT, SweepError, _md_table, _text_table, _write, share, weights_judged
 
 PRESET = PRESET_DIR / "border.yaml"
@@ -477,10 +478,16 @@ class Stopped(Exception):
         self.signum = signum
 
 
-def launch(search: Search, folder: Path, number: int, keys: Sequence[JobKey]) -> None:
+def launch(
+    search: Search, folder: Path, number: int, keys: Sequence[JobKey], stops: signals.Forward | None = None
+) -> None:
     """One round: the jobs as a `train.py -m` multirun on the preset's launcher, with its output in
-    <folder>/round_<n>.log and a line here for each job as it finishes. Ctrl-C or SIGTERM is passed
-    to the runner, which stops its jobs at a batch boundary; then Stopped is raised."""
+    <folder>/round_<n>.log and a line here for each job as it finishes. Ctrl-C or SIGTERM (`stops`,
+    which owns them for the whole search) is passed to the runner, which stops its jobs at a batch
+    boundary; then Stopped is raised."""
+    if stops is None:
+        with signals.Forward() as own:
+            return launch(search, folder, number, keys, own)
     groups = folder / ".border" / "border_job"
     groups.mkdir(parents=True, exist_ok=True)
     for key in keys:
@@ -499,40 +506,27 @@ def launch(search: Search, folder: Path, number: int, keys: Sequence[JobKey]) ->
         "progress=false",
         *search.overrides,
     ]
-    got: list[int] = []
-
-    def forward(signum: int, frame: Any) -> None:
-        got.append(signum)
-        try:
-            os.killpg(proc.pid, signum)
-        except ProcessLookupError:
-            pass
-
     with open(folder / f"round_{number:03d}.log", "a") as log:
         log.write("$ " + " ".join(cmd[1:]) + "\n")
         log.flush()
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT)
-        old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
-        try:
-            printed: set[str] = set()
-            while True:
-                try:
-                    code = proc.wait(timeout=1.0)
-                except subprocess.TimeoutExpired:
-                    code = None
-                for key in keys:
-                    if key.name not in printed:
-                        record = read_record(round_dir / key.name)
-                        if record is not None:
-                            printed.add(key.name)
-                            print(job_line(search, key.name, record), flush=True)
-                if code is not None:
-                    break
-        finally:
-            for s, h in old.items():
-                signal.signal(s, h)
-    if got:
-        raise Stopped(got[0])
+        env = {k: v for k, v in os.environ.items() if k != signals.STOP_FILE_ENV}  # a runner of its own
+        proc = subprocess.Popen(
+            cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT, env=env
+        )  # fmt: skip
+        printed: set[str] = set()
+
+        def poll() -> None:
+            for key in keys:
+                if key.name not in printed:
+                    record = read_record(round_dir / key.name)
+                    if record is not None:
+                        printed.add(key.name)
+                        print(job_line(search, key.name, record), flush=True)
+
+        stops.wait(proc, poll)
+        poll()
+    if stops.got:
+        raise Stopped(stops.got[0])
 
 
 # -- the search of one (cell, vocab) over its lags ---------------------------------------------
@@ -640,8 +634,9 @@ class Lane:
         return []
 
 
-def search_all(search: Search, folder: Path) -> tuple[list[Point], int | None]:
-    """Rounds of jobs until every lane is finished; (points, the signal that stopped it or None)."""
+def search_all(search: Search, folder: Path, stops: signals.Forward) -> tuple[list[Point], int | None]:
+    """Rounds of jobs until every lane is finished or a signal came (`stops`); (points, the signal
+    that stopped it or None)."""
     lanes = [Lane(search, c, v) for c in search.cells for v in search.vocabs or []]
     launched: set[JobKey] = set()
     number = 1 + max([int(p.name.split("_")[1]) for p in folder.glob("round_[0-9]*") if p.is_dir()] or [0])
@@ -657,10 +652,13 @@ def search_all(search: Search, folder: Path) -> tuple[list[Point], int | None]:
             wanted += keys
         if not wanted:
             break
+        if stops.got:  # between rounds: no new round
+            stopped = stops.got[0]
+            break
         print(f"round {number}: {len(wanted)} job{'s' if len(wanted) > 1 else ''}", flush=True)
         launched.update(wanted)
         try:
-            launch(search, folder, number, wanted)
+            launch(search, folder, number, wanted, stops)
         except Stopped as stop:
             stopped = stop.signum
             records = find_jobs(folder)
@@ -875,17 +873,23 @@ def run_border(overrides: Sequence[str], root: Path = Path("outputs/border")) ->
         flush=True,
     )
     t0 = time.perf_counter()
-    points, stopped = search_all(search, folder)
-    code = 0 if stopped is None else 128 + stopped
-    status = {"status": "completed" if stopped is None else "interrupted", "exit_code": code}
-    if stopped is not None:
-        status["signal"] = signal.Signals(stopped).name
-        print(
-            f"\n{signal.Signals(stopped).name}: the search stopped; finished jobs are kept, run the same command with "
-            f"border.dir={folder} to go on",
-            file=sys.stderr,
-        )
-    write_result(search, folder, points, time.perf_counter() - t0, overrides, status)
+    with signals.Forward() as stops:  # from here a signal ends the search with its record written
+        points, stopped = search_all(search, folder, stops)
+        code = 0 if stopped is None else 128 + stopped
+        status = {"status": "completed" if stopped is None else "interrupted", "exit_code": code}
+        if stopped is not None:
+            status["signal"] = signal.Signals(stopped).name
+            print(
+                f"\n{signal.Signals(stopped).name}: the search stopped; finished jobs are kept, run the same command "
+                f"with border.dir={folder} to go on",
+                file=sys.stderr,
+            )
+        write_result(search, folder, points, time.perf_counter() - t0, overrides, status)
+        if stopped is None and stops.got:  # came while the result was written: it is complete
+            code = 128 + stops.got[0]
+            print(
+                f"\n{signal.Signals(stops.got[0]).name} while the result was written; it is complete", file=sys.stderr
+            )
     return code, folder
 
 

@@ -413,9 +413,14 @@ def remove_fresh_run_dir() -> None:
     """After bad input in a single run: delete the folder Hydra made for it moments ago, if it
     holds nothing but Hydra's config and log. A folder that existed before is never touched."""
     run_dir = _FRESH["run_dir"]
-    if run_dir is None or not run_dir.is_dir():
-        return
-    if all(
+    if run_dir is not None:
+        remove_if_untouched(run_dir)
+
+
+def remove_if_untouched(run_dir: Path) -> None:
+    """Delete a run or job folder that holds nothing but Hydra's config and log (what Hydra writes
+    before the job's first line): a job that never began leaves no folder behind."""
+    if run_dir.is_dir() and all(
         (p.name.startswith(".hydra") and p.is_dir()) or p.suffix == ".log" or p.name == LOCK for p in run_dir.iterdir()
     ):
         shutil.rmtree(run_dir, ignore_errors=True)

@@ -1,4 +1,4 @@
-"""The one owner of SIGINT and SIGTERM in a train.py process.
+"""The one owner of SIGINT and SIGTERM in a train.py process, and in the jobs it launches.
 
 Installed by train.py before anything else (imports, Hydra, the config), so a signal is never
 lost to Python's default (a KeyboardInterrupt traceback) or to Lightning's SIGTERM handler, whose
@@ -10,6 +10,15 @@ writing) calls `check` where it can stop cleanly. A second signal stops at once:
 raised wherever the process is. Either way the process exits with 128 + the signal number and the
 run folder's metrics.json says `interrupted`.
 
+One stop for the whole tree. A `train.py -m` runner hands its jobs to other processes (loky
+workers, submitit, DDP ranks), and a signal may reach only some of them: `kill <runner pid>`
+reaches the runner alone, a process-group signal misses the workers a launcher starts after it.
+So whichever process of the tree is signalled also writes the tree's stop file (named by the
+top train.py in RNN_MEMORY_STOP_FILE, which its children inherit), and every process reads it
+where it reads its own flag: a job running stops at its next batch, a job starting later stops
+before it trains. The same signal reaching a process twice within `SAME_STOP_S` (through its
+process group and from a parent that forwards it) is one request, not the user insisting.
+
 Light: no torch, no Lightning at import.
 """
 
@@ -17,19 +26,51 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
+import time
+from pathlib import Path
 from typing import Any
 
-_received: list[int] = []
+STOP_FILE_ENV = "RNN_MEMORY_STOP_FILE"
+OWNER_ENV = "RNN_MEMORY_STOP_OWNER"  # the pid of the process that named the stop file
+SAME_STOP_S = 0.5  # one request delivered by two routes arrives within milliseconds
+
+_received: list[int] = []  # the signals this process was sent, or the tree's stop it read
+_own: list[float] = []  # when this process was sent a signal itself (time.monotonic)
 
 
 class SignalStop(BaseException):
     """A signal asked this process to stop. A BaseException, so no `except Exception` on the way
-    (Hydra's, Lightning's, a sweep's) swallows it."""
+    (Hydra's, Lightning's, a sweep's) swallows it. Picklable: a launcher's worker sends it back to
+    the runner."""
 
     def __init__(self, signum: int):
         super().__init__(signal.Signals(signum).name)
         self.signum = signum
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (SignalStop, (self.signum,))
+
+
+def own_tree() -> None:
+    """Called by train.py's top process (not by a DDP rank > 0, which belongs to rank 0's tree):
+    a fresh stop file name for this process and the jobs it starts; removed when it exits."""
+    if any(os.environ.get(v, "0") != "0" for v in ("LOCAL_RANK", "NODE_RANK")):
+        return
+    import atexit
+    import secrets
+    import tempfile
+
+    path = Path(tempfile.gettempdir()) / f"rnn-memory-stop-{os.getpid()}-{secrets.token_hex(4)}"
+    os.environ[STOP_FILE_ENV] = str(path)
+    os.environ[OWNER_ENV] = str(os.getpid())
+    atexit.register(path.unlink, missing_ok=True)
+
+
+def in_worker() -> bool:
+    """Whether this process runs a job for a `train.py -m` runner in another process (a loky or
+    submitit worker): its stop is the job's, the runner ends the sweep."""
+    owner = os.environ.get(OWNER_ENV)
+    return owner is not None and owner != str(os.getpid())
 
 
 def install() -> None:
@@ -44,27 +85,48 @@ def install() -> None:
 
 
 def _on_signal(signum: int, frame: Any) -> None:
-    _received.append(signum)
-    if len(_received) > 1:  # the user insists
+    now = time.monotonic()
+    if _own and now - _own[-1] < SAME_STOP_S:
+        return  # the same request by a second route
+    _own.append(now)
+    if len(_own) > 1:  # the user insists
         raise SignalStop(signum)
+    if not _received:
+        _received.append(signum)
+    stop_file = os.environ.get(STOP_FILE_ENV)
+    if stop_file:
+        try:
+            Path(stop_file).write_text(str(signum))
+        except OSError:  # a full disk: this process still stops; its jobs get the signal their own way
+            pass
     if all(os.environ.get(v, "0") == "0" for v in ("LOCAL_RANK", "NODE_RANK")):
-        print(
+        message = (
             f"\n{signal.Signals(signum).name}: stopping at the next batch boundary with a checkpoint "
-            "(send it again to stop at once)",
-            file=sys.stderr,
-            flush=True,
+            "(send it again to stop at once)\n"
         )
+        try:  # os.write, not print: the signal may land while this process is printing
+            os.write(2, message.encode())
+        except OSError:
+            pass
 
 
 def received() -> int | None:
-    """The first signal received, if any."""
+    """The first signal received, by this process or by any process of its tree (the stop file)."""
+    if not _received:
+        stop_file = os.environ.get(STOP_FILE_ENV)
+        if stop_file and os.path.exists(stop_file):
+            try:
+                _received.append(int(Path(stop_file).read_text() or signal.SIGTERM))
+            except (OSError, ValueError):
+                _received.append(signal.SIGTERM)
     return _received[0] if _received else None
 
 
 def check() -> None:
     """Stop here (raise `SignalStop`) if a signal has arrived."""
-    if _received:
-        raise SignalStop(_received[0])
+    signum = received()
+    if signum is not None:
+        raise SignalStop(signum)
 
 
 def finish() -> None:
@@ -80,3 +142,75 @@ def disown(trainer: Any) -> None:
     """Keep Lightning's signal connector from installing its SIGTERM handler for this trainer's
     fit/test, so the signal stays with `install`'s handler."""
     trainer._signal_connector.register_signal_handlers = lambda: None
+
+
+# -- the parent's side: sweep.py running train.py -m ------------------------------------------------
+GRACE_S = 30.0  # a runner's jobs stop at a batch boundary within seconds; SLURM's KillWait is 30 s
+
+
+class Forward:
+    """Owns SIGINT and SIGTERM in a process that runs `train.py -m` runners (sweep.py), for as long
+    as it is entered. A runner is started in its own session (`start_new_session=True`), so a
+    terminal's Ctrl-C reaches it only through here, once; each signal is passed to the runner's
+    process group (the runner and its launcher's workers). `got` keeps the signals, so the caller
+    stops starting work; `wait` makes sure a stopped runner ends: one that has not exited
+    `grace` seconds after a signal is sent it again (its jobs stop at once, recorded), and one
+    still there `grace` seconds later is killed."""
+
+    def __init__(self, grace: float = GRACE_S) -> None:
+        self.got: list[int] = []
+        self.first_at = 0.0  # time.monotonic() of the first signal
+        self.grace = grace
+        self.child: Any = None  # the runner (a subprocess.Popen) now running, if any
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> Forward:
+        self._old = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for s, handler in self._old.items():
+            signal.signal(s, handler)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        if not self.got:
+            self.first_at = time.monotonic()
+        self.got.append(signum)
+        self._send(signum)
+
+    def _send(self, signum: int) -> None:
+        if self.child is not None and self.child.poll() is None:
+            try:
+                os.killpg(self.child.pid, signum)
+            except ProcessLookupError:
+                pass
+
+    def wait(self, proc: Any, poll: Any = None) -> int:
+        """The runner's exit code (negative: killed by that signal), calling `poll()` every second
+        while it runs."""
+        import subprocess
+        import sys
+
+        self.child = proc
+        if self.got:  # a signal came before the runner started
+            self._send(self.got[0])
+        escalated = 0
+        try:
+            while True:
+                try:
+                    return proc.wait(timeout=1.0)
+                except subprocess.TimeoutExpired:
+                    pass
+                finally:
+                    if poll is not None:
+                        poll()
+                waited = time.monotonic() - self.first_at if self.got else 0.0
+                if escalated < 2 and waited > self.grace * (escalated + 1):
+                    escalated += 1
+                    then = "killing it" if escalated == 2 else "sending it again: its jobs stop at once"
+                    name = signal.Signals(self.got[0]).name
+                    print(f"the runner (pid {proc.pid}) has not stopped {waited:.0f} s after {name}; {then}",
+                          file=sys.stderr, flush=True)  # fmt: skip
+                    self._send(signal.SIGKILL if escalated == 2 else self.got[0])
+        finally:
+            self.child = None

@@ -33,6 +33,8 @@ import yaml
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, open_dict, read_write
 
+from src import signals
+
 ROOT = Path(__file__).resolve().parents[1]
 PRESET_DIR = ROOT / "conf" / "sweep"
 SUMMARY = "summary"  # sub-folder of the sweep folder that the summary owns
@@ -170,43 +172,37 @@ def run_preset(name: str, overrides: Sequence[str], root: Path = Path("outputs/m
     cmd = preset_command(name, overrides, sweep_dir)
     print("running: " + " ".join(cmd[1:]), flush=True)
     t0 = time.perf_counter()
-    env, left = dict(os.environ), None
-    while True:
-        proc = subprocess.Popen(cmd, env=env)
-        interrupted = False
-        try:
-            code = proc.wait()
-        except KeyboardInterrupt:
-            interrupted = True
+    env, left = {k: v for k, v in os.environ.items() if k != signals.STOP_FILE_ENV}, None
+    with signals.Forward() as stops:  # Ctrl-C or SIGTERM: the runner's jobs stop at a batch boundary
+        while True:
+            proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+            code = stops.wait(proc)
+            interrupted = bool(stops.got)
+            if interrupted:
+                print("\ninterrupted: summarizing the jobs that finished", file=sys.stderr)
+            if code < 0:  # the basic launcher runs jobs in train.py's own process: it died with the job
+                record_killed(sweep_dir, proc.pid, -code)
+                code = 128 - code
+            # a hard crash (a segfault, an out-of-memory kill) ended the runner: go on with the jobs not
+            # started yet, as long as each attempt gets further (a user's Ctrl-C or SIGTERM ends the sweep)
+            hard = code > 128 and code - 128 not in (signal.SIGINT, signal.SIGTERM)
+            if interrupted or not (hard or code == 1) or not (sweep_dir / "multirun.yaml").exists():
+                break
             try:
-                code = proc.wait()  # train.py stops at a batch boundary and records the job as interrupted
-            except KeyboardInterrupt:  # a second Ctrl-C: stop at once
-                proc.kill()
-                code = proc.wait()
-            print("\ninterrupted: summarizing the jobs that finished", file=sys.stderr)
-        if code < 0:  # the basic launcher runs jobs in train.py's own process: it died with the job
-            record_killed(sweep_dir, proc.pid, -code)
-            code = 128 - code
-        # a hard crash (a segfault, an out-of-memory kill) ended the runner: go on with the jobs not
-        # started yet, as long as each attempt gets further (a user's Ctrl-C or SIGTERM ends the sweep)
-        hard = code > 128 and code - 128 not in (signal.SIGINT, signal.SIGTERM)
-        if interrupted or not (hard or code == 1) or not (sweep_dir / "multirun.yaml").exists():
-            break
-        try:
-            sweep = load_sweep(sweep_dir)
-        except SweepError:
-            break
-        missing = (sweep.expected or 0) - sum(j.folder is not None and j.status != "missing" for j in sweep.jobs)
-        dead = [j for j in sweep.jobs if j.status == "failed" and j.note.startswith("killed")]
-        if missing <= 0 or not dead or (left is not None and missing >= left):
-            break
-        left = missing
-        print(f"[sweep] the runner died with a job ({dead[-1].folder.name}: {dead[-1].note}); "
-              f"going on with the {missing} jobs not run yet", flush=True)  # fmt: skip
-        env[CONTINUE_ENV] = "1"
-    print(f"sweep {name}: train.py exited with {code} after {time.perf_counter() - t0:.1f} s", flush=True)
-    if (sweep_dir / "multirun.yaml").exists():
-        summarize(sweep_dir)
+                sweep = load_sweep(sweep_dir)
+            except SweepError:
+                break
+            missing = (sweep.expected or 0) - sum(j.folder is not None and j.status != "missing" for j in sweep.jobs)
+            dead = [j for j in sweep.jobs if j.status == "failed" and j.note.startswith("killed")]
+            if missing <= 0 or not dead or (left is not None and missing >= left):
+                break
+            left = missing
+            print(f"[sweep] the runner died with a job ({dead[-1].folder.name}: {dead[-1].note}); "
+                  f"going on with the {missing} jobs not run yet", flush=True)  # fmt: skip
+            env[CONTINUE_ENV] = "1"
+        print(f"sweep {name}: train.py exited with {code} after {time.perf_counter() - t0:.1f} s", flush=True)
+        if (sweep_dir / "multirun.yaml").exists():
+            summarize(sweep_dir)
     return code, sweep_dir
 
 
@@ -415,7 +411,8 @@ class SweepOutcome(Callback):
       metrics.json whose process is gone was killed hard (segfault, out-of-memory kill), which no
       code inside that process could record; `read_job` reports it as failed ("killed").
     - At the sweep's end, `train.py -m` exits 1 when any job did not complete (train records a
-      failed job and goes on, so Hydra itself would exit 0), naming how many and where to look."""
+      failed job and goes on, so Hydra itself would exit 0), naming how many and where to look;
+      128 + the signal when a signal stopped the sweep."""
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         from hydra.types import RunMode
@@ -434,14 +431,16 @@ class SweepOutcome(Callback):
             print(f"error: the sweep's outcome cannot be read: {err}", file=sys.stderr)
             sys.exit(1)
         bad = [j for j in sweep.jobs if j.status != "completed"]
-        if bad:
+        stopped = signals.received()  # by a signal to this runner or to any of its jobs
+        if bad or stopped is not None:
             counts = ", ".join(f"{sweep.count(s)} {s}" for s in STATUSES[1:] if sweep.count(s))
+            why = "error" if stopped is None else f"{signal.Signals(stopped).name}, the sweep stopped"
             print(
-                f"error: {len(bad)} of {len(sweep.jobs)} jobs did not complete ({counts}); "
+                f"{why}: {len(bad)} of {len(sweep.jobs)} jobs did not complete ({counts or 'none'}); "
                 f"see `python sweep.py summarize {folder}`.",
                 file=sys.stderr,
             )
-            sys.exit(1)
+            sys.exit(1 if stopped is None else 128 + stopped)
 
 
 def _job_folders(folder: Path) -> list[Path]:
@@ -506,6 +505,9 @@ def read_job(path: Path) -> Job:
         status = metrics.get("status")
         job.status = status if status in STATUSES[:3] else "failed"
         job.note = str(metrics.get("error") or metrics.get("reason") or "")
+        if status == "interrupted":
+            resume = f"; resume: train.py ckpt_path={metrics['checkpoint']}" if metrics.get("checkpoint") else ""
+            job.note = f"{metrics.get('signal', 'a signal')} at step {metrics.get('step')}{resume}"
         if status not in STATUSES[:3]:
             job.note = f"metrics.json records no known status ({status!r})"
         return job

@@ -3,11 +3,14 @@ every phase of a run; the real CLI, as a cluster scheduler would send it."""
 
 from __future__ import annotations
 
+import os
+import pickle
 import random
 import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -16,6 +19,7 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import OmegaConf
 
+from src import signals
 from src.checks import checksum
 from src.launch import RunFailed
 from src.run import train
@@ -60,7 +64,11 @@ MOMENTS = {
 }
 
 
-@pytest.mark.parametrize("moment", list(MOMENTS))
+# the test phase (~19 s) is slow: its stop takes the same `signals.check` path as validation's, and the
+# ten-random-moments test below reaches it too
+@pytest.mark.parametrize(
+    "moment", [m if m != "test" else pytest.param(m, marks=pytest.mark.slow(reason="~19 s; CI time")) for m in MOMENTS]
+)
 def test_sigterm_at_any_moment_exits_143_records_interrupted_and_resumes(tmp_path, moment):
     proc = start_cli(*BUDGET, cwd=tmp_path)
     run = wait_for_file(MOMENTS[moment], tmp_path, proc).parent
@@ -355,6 +363,83 @@ def test_sigterm_ends_a_sweep_with_143_and_starts_no_further_job(tmp_path):
     assert proc.returncode == 128 + signal.SIGTERM, err
     assert read_metrics(last.parent.parent)["status"] == "interrupted"
     assert [p.name for p in sweep.iterdir() if p.is_dir() and not p.name.startswith(".")] == [last.parent.parent.name]
+
+
+def alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"  # a zombie has ended
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def children(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout
+    return [int(p) for p in out.split()]
+
+
+def test_sigterm_to_the_runner_alone_stops_the_jobs_in_its_workers_and_starts_no_more(tmp_path):
+    # `kill <runner pid>` reaches the runner, not the loky workers training its jobs, nor a worker
+    # started after it: the tree's stop file carries it to both. Before, the workers trained on.
+    sweep = tmp_path / "sweep"
+    proc = start_cli("-m", "hydra/launcher=parallel", *LONG, "seed=0,1,2", f"hydra.sweep.dir={sweep}", cwd=tmp_path)
+    wait_for_file("sweep/*/checkpoints/last.ckpt", tmp_path, proc)
+    workers = children(proc.pid)
+    proc.send_signal(signal.SIGTERM)  # to the runner's pid only
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
+    assert err.count("SIGTERM: stopping at the next batch boundary") == 1, err[-3000:]  # said once, by the runner
+    jobs = {p.name: read_metrics(p) for p in sweep.iterdir() if (p / "metrics.json").exists()}
+    assert jobs and all(m["status"] == "interrupted" for m in jobs.values()), jobs
+    trained = [m for m in jobs.values() if m["step"]]
+    assert trained and all(Path(m["checkpoint"]).exists() for m in trained)  # stopped at a batch, saved
+    assert not (sweep / "2_seed=2" / "checkpoints").exists() and not (sweep / "seed=2" / "checkpoints").exists()
+    time.sleep(1)
+    assert not [w for w in workers if alive(w)], "a worker outlived its runner"
+
+
+def test_sigterm_to_sweep_py_stops_its_runner_and_jobs_and_summarizes(tmp_path):
+    # sweep.py runs train.py -m: a SIGTERM to sweep.py alone (`kill`, `timeout`) used to end it
+    # and leave the runner training on, unseen. Now it is passed on, once, and waited for.
+    sweep = tmp_path / "hidden"
+    args = [*LONG, f"hydra.sweep.dir={sweep}"]
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "sweep.py"), "hidden", *args], cwd=tmp_path,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )  # fmt: skip
+    wait_for_file("hidden/*/checkpoints/last.ckpt", tmp_path, proc)
+    (runner,) = children(proc.pid)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
+    assert "interrupted: summarizing the jobs that finished" in err
+    assert "3 expected; 0 completed, 2 interrupted, 0 failed, 1 missing" in out, out  # 2 workers, 3 jobs
+    assert "interrupted: 0_model.hidden=2: SIGTERM at step " in out and "resume: train.py ckpt_path=" in out
+    assert "has not stopped" not in err  # stopped within the grace, not by the escalation
+    assert not alive(runner)
+
+
+def test_a_runner_that_does_not_stop_is_signalled_again_then_killed(tmp_path):
+    # The parent's side (sweep.py): a runner ignoring SIGTERM gets it again after the grace, then SIGKILL.
+    stubborn = (
+        "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print('up', flush=True); time.sleep(60)"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", stubborn], stdout=subprocess.PIPE, text=True, start_new_session=True
+    )
+    assert child.stdout.readline() == "up\n"
+    with signals.Forward(grace=1.0) as stops:
+        os.kill(os.getpid(), signal.SIGTERM)  # as a scheduler would signal sweep.py
+        started = time.monotonic()
+        code = stops.wait(child)
+    assert code == -signal.SIGKILL and stops.got == [signal.SIGTERM]
+    assert 2.0 <= time.monotonic() - started < 6.0
+    assert signal.getsignal(signal.SIGTERM) is not stops._on_signal  # handed back
+
+
+def test_a_signal_stop_crosses_process_boundaries():
+    # A launcher's worker sends the exception that ended its job back to the runner (pickle).
+    again = pickle.loads(pickle.dumps(signals.SignalStop(signal.SIGTERM)))
+    assert isinstance(again, signals.SignalStop) and again.signum == signal.SIGTERM and str(again) == "SIGTERM"
 
 
 @pytest.mark.slow(reason="10 interrupted runs and their resumes, ~3 min")
