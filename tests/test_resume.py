@@ -40,7 +40,8 @@ def test_identical_runs_give_identical_metrics(tmp_path):
     "extra",
     [
         pytest.param([], id="stateless"),
-        pytest.param(STATEFUL, id="stateful"),  # the carried recurrent state survives the kill too
+        # the carried recurrent state survives the kill too; slow (~15 s): the stateless kill runs by default
+        pytest.param(STATEFUL, id="stateful", marks=pytest.mark.slow(reason="~15 s; CI time")),
         # slow: three more runs (~55 s on the shared 2-core machine); the carried state is checkpointed by
         # the same code as the label streams above, which run by default
         pytest.param(STATEFUL_WINDOWS, id="stateful_windows", marks=pytest.mark.slow(reason="~55 s of runs")),
