@@ -240,7 +240,7 @@ def sweep_size(config: DictConfig) -> int | None:
 
 class SweepProgress(Callback):
     """Hydra callback (conf/hydra/default.yaml): prints the sweep folder when a multirun starts,
-    and after every job `[sweep] k/N jobs done (f failed) after t s` on stderr.
+    and after every job `[sweep] k/N jobs done (i interrupted, f failed) after t s` on stderr.
 
     on_job_end runs in the job's own process (a loky worker under the joblib launcher), so the
     count is read from the sweep folder: a job is done once its metrics.json exists. Time counts
@@ -261,19 +261,22 @@ class SweepProgress(Callback):
         if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
             return
         folder = Path(str(config.hydra.sweep.dir)).absolute()
-        done = failed = 0
+        import json
+
+        done, interrupted, failed = 0, 0, 0
         for path in folder.rglob("metrics.json"):
             done += 1
             try:
-                import json
-
-                failed += json.loads(path.read_text()).get("status") != "completed"
+                status = json.loads(path.read_text()).get("status")
             except (OSError, ValueError):
-                failed += 1
+                status = None
+            interrupted += status == "interrupted"
+            failed += status not in ("completed", "interrupted")
         total = f"/{self.total}" if self.total is not None else ""
         since = folder / "multirun.yaml"
         after = f" after {time.time() - since.stat().st_mtime:.0f} s" if since.exists() else ""
-        failures = f" ({failed} failed)" if failed else ""
+        counts = [f"{n} {what}" for n, what in ((interrupted, "interrupted"), (failed, "failed")) if n]
+        failures = f" ({', '.join(counts)})" if counts else ""
         print(f"[sweep] {done}{total} jobs done{failures}{after}", file=sys.stderr, flush=True)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import pickle
 import random
+import re
 import shutil
 import signal
 import socket
@@ -412,6 +413,7 @@ def test_sigterm_to_sweep_py_stops_its_runner_and_jobs_and_summarizes(tmp_path):
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 128 + signal.SIGTERM, err[-3000:]
     assert "interrupted: summarizing the jobs that finished" in err
+    assert re.search(r"jobs done \(\d interrupted\)", err) and "failed)" not in err  # progress tells them apart
     assert "3 expected; 0 completed, 2 interrupted, 0 failed, 1 missing" in out, out  # 2 workers, 3 jobs
     assert "interrupted: 0_model.hidden=2: SIGTERM at step " in out and "resume: train.py ckpt_path=" in out
     assert "has not stopped" not in err  # stopped within the grace, not by the escalation
