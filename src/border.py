@@ -904,6 +904,11 @@ def write_result(
     from src.files import write_json
     from src.sweeps import write_tensorboard
 
+    try:  # a resumed search: its time so far is added, so a rerun that trains nothing keeps it
+        before = json.loads((folder / "border.json").read_text())
+        wall, starts = wall + float(before.get("wall_s", 0.0)), int(before.get("starts", 1)) + 1
+    except (OSError, ValueError, TypeError, AttributeError):
+        starts = 1
     stops: dict[str, int] = {}
     for j in (j for p in points for j in p.jobs):
         stops[str(j.get("stopped_by") or j.get("status"))] = (
@@ -919,7 +924,8 @@ def write_result(
         f"[95% Wilson interval]; bits demanded = "
         f"{'lag x log2(vocab) (label framing: a target at every step, so a delay line of the last lag symbols)' if search.framing == 'label' else 'log2(vocab) (window framing: one symbol at a fixed place of the window, held for lag steps; a delay line would need lag x log2(vocab))'}"
         f"; state units = hidden (2 x hidden for lstm's "
-        f"(h, c)). {sum(len(p.jobs) for p in points)} jobs, {wall:.0f} s."
+        f"(h, c)). {sum(len(p.jobs) for p in points)} jobs, {wall:.0f} s"
+        f"{f' over {starts} starts of the search' if starts > 1 else ''}."
     )
     unfinished = [p for p in points if not p.done]
     if unfinished:
@@ -947,6 +953,7 @@ def write_result(
             **(status or {"status": "completed", "exit_code": 0}),
             "jobs": sum(len(p.jobs) for p in points),
             "wall_s": wall,
+            "starts": starts,
         },
     )
     print(f"\n{note}\n\n{_text_table(HEADER, rows)}\n\nWrote " + ", ".join(str(p) for p in written))

@@ -202,6 +202,12 @@ def test_tiny_real_search_agrees_with_a_grid_over_the_same_sizes(tmp_path, capsy
     assert sweep.main(["border", f"border.dir={folder}", *TINY]) == 0
     assert "\nround " not in capsys.readouterr().out  # no round: nothing trained
     assert list(csv.DictReader((folder / "border.csv").open())) == rows
+    record = json.loads((folder / "border.json").read_text())  # the time of the runs that trained is kept
+    assert (
+        record["starts"] == 3
+        and record["wall_s"] > 5
+        and "over 3 starts of the search" in (folder / "border.md").read_text()
+    )
 
     # Other settings in the same folder would mix two kinds of job: one sentence, nothing run.
     assert sweep.main(["border", f"border.dir={folder}", *TINY, "trainer.max_steps=500"]) == 2
