@@ -303,16 +303,23 @@ def job_overrides(search: Search, key: JobKey | tuple[str, int | None, int, int,
     return out
 
 
+def cell_overrides(search: Search) -> list[str]:
+    """The user's `model.<key>=<value>` overrides: they belong to the cell's config (`model.r_min`
+    exists only for lru), which a round's runner has not chosen when it applies its command line
+    (the cell comes with each job), so they travel in the job's file."""
+    return [o for o in search.overrides if o.startswith("model.") and "=" in o]
+
+
 def job_file(search: Search, key: JobKey) -> str:
     """The config group option `+border_job=<name>`: the job's own settings, after the preset."""
     values: dict[str, Any] = {}
-    for o in job_overrides(search, key)[1:]:
+    for o in [*cell_overrides(search), *job_overrides(search, key)[1:]]:
         path, value = o.split("=", 1)
         node = values
         *parents, last = path.split(".")
         for part in parents:
             node = node.setdefault(part, {})
-        node[last] = int(value)
+        node[last] = yaml.safe_load(value)
     text = yaml.safe_dump(values, sort_keys=False)
     return f"# @package _global_\n# {key.name}: written by sweep.py border\ndefaults:\n  - override /model: {key.cell}\n{text}"
 
@@ -504,7 +511,7 @@ def launch(
         f"hydra.sweep.dir={round_dir}",
         "hydra.sweep.subdir=${hydra.runtime.choices.border_job}",
         "progress=false",
-        *search.overrides,
+        *(o for o in search.overrides if o not in cell_overrides(search)),
     ]
     with open(folder / f"round_{number:03d}.log", "a") as log:
         log.write("$ " + " ".join(cmd[1:]) + "\n")

@@ -233,3 +233,19 @@ def test_only_a_diverged_loss_is_a_verdict_a_full_disk_is_not(tmp_path):
     record.write_text(json.dumps({"status": "failed", "error": disk}))
     said = border.no_verdict(tmp_path, border.JobKey("lstm", 10, 1, 4, 0))
     assert said == f"job {job} failed: {disk}"
+
+
+def test_a_cell_only_setting_reaches_the_cells_jobs(tmp_path):
+    """`model.r_min` exists only in lru's config; a round's runner applies its command line before
+    each job picks its cell, so the search carries such settings in the job's file. Before, the
+    round's runner refused it (`Key 'r_min' is not in struct`) and the search stopped."""
+    args = ["model=lru", "model.r_min=0.9", "task.lag=1", "seed=0,1", "border.min=2", "border.max=2",
+            "task.vocab=10", "trainer.max_steps=100", "data.val_size=100", "data.test_size=100", "diagnostics=false", "hydra/launcher=basic"]  # fmt: skip
+    search = border.parse(args)
+    keys = [border.JobKey("lru", 10, 1, 2, seed) for seed in (0, 1)]  # a round of two: the runner composes
+    border.launch(search, tmp_path, 1, keys)  # its command line without `+border_job`, hence without lru
+    for key in keys:
+        job = tmp_path / "round_001" / key.name
+        assert json.loads((job / "metrics.json").read_text())["status"] == "completed"
+        config = (job / ".hydra" / "config.yaml").read_text()
+        assert "r_min: 0.9" in config and "cell: lru" in config
