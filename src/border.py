@@ -754,6 +754,45 @@ def result(search: Search, points: Sequence[Point]) -> Any:
     return pd.DataFrame(rows, columns=[*HEADER[:6], HEADER[6] + " ", *HEADER[7:]])
 
 
+def job_table(search: Search, points: Sequence[Point]) -> Any:
+    """jobs.csv: every job the search judged, in the order it ran them per (cell, vocab, lag): its
+    size, seed, metric, verdict, why it stopped and when it reached the validation target."""
+    import pandas as pd
+
+    return pd.DataFrame(
+        [
+            {
+                "cell": p.cell,
+                "vocab": p.vocab,
+                "lag": p.lag,
+                "hidden": j["hidden"],
+                "seed": j["seed"],
+                search.metric: j["value"],
+                "solved": j["ok"],
+                "stopped_by": j["stopped_by"],
+                "steps": j["steps"],
+                "step_to_target": j["step"],
+                "params": j["params"],
+            }  # fmt: skip
+            for p in points
+            for j in p.jobs
+        ],
+        columns=[
+            "cell",
+            "vocab",
+            "lag",
+            "hidden",
+            "seed",
+            search.metric,
+            "solved",
+            "stopped_by",
+            "steps",
+            "step_to_target",
+            "params",
+        ],  # fmt: skip
+    )
+
+
 def plot(search: Search, points: Sequence[Point], path: Path) -> Path:
     """border.png: left, the smallest solving hidden against the lag, one line per (cell, vocab),
     with the largest failing size as an x below it (a triangle at border.max: none solved);
@@ -947,6 +986,7 @@ def write_result(
     markdown = f"# Capacity border\n\n`{command}`\n\n{note}\n\n{_md_table(HEADER, rows)}\n"
     _write(folder / "border.md", markdown)
     _write(folder / "border.csv", table.to_csv(index=False, header=HEADER, lineterminator="\n"))
+    _write(folder / "jobs.csv", job_table(search, points).to_csv(index=False, lineterminator="\n"))
     written = [folder / "border.md", folder / "border.csv"]
     if points:
         written.append(plot(search, points, folder / "border.png"))
@@ -954,6 +994,7 @@ def write_result(
         if curves is not None:
             written.append(curves)
     written.append(write_tensorboard(folder, written[2:], markdown, time.time()))
+    written.insert(2, folder / "jobs.csv")
     write_json(
         folder / "border.json",
         {

@@ -202,6 +202,11 @@ def test_tiny_real_search_agrees_with_a_grid_over_the_same_sizes(tmp_path, capsy
     assert sweep.main(["border", f"border.dir={folder}", *TINY]) == 0
     assert "\nround " not in capsys.readouterr().out  # no round: nothing trained
     assert list(csv.DictReader((folder / "border.csv").open())) == rows
+    jobs = list(csv.DictReader((folder / "jobs.csv").open()))  # every judged job, its metric and verdict
+    assert [int(j["hidden"]) for j in jobs if j["seed"] == "0"] == visited and {j["solved"] for j in jobs} <= {
+        "True",
+        "False",
+    }
     record = json.loads((folder / "border.json").read_text())  # the time of the runs that trained is kept
     assert (
         record["starts"] == 3
