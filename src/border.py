@@ -950,8 +950,12 @@ def write_result(
     from src.files import write_json
     from src.sweeps import write_tensorboard
 
-    try:  # a resumed search: its time so far is added, so a rerun that trains nothing keeps it
+    command = " ".join(["python sweep.py border", *overrides])
+    same = " ".join(o for o in overrides if not o.lstrip("+~").startswith(LAUNCH_KEYS))  # where jobs ran aside
+    try:  # the same search resumed: its time so far is added, so a rerun that trains nothing keeps it
         before = json.loads((folder / "border.json").read_text())
+        if before.get("search") != same:  # another search in this folder (other lags, cells)
+            raise ValueError
         wall, starts = wall + float(before.get("wall_s", 0.0)), int(before.get("starts", 1)) + 1
     except (OSError, ValueError, TypeError, AttributeError):
         starts = 1
@@ -982,7 +986,6 @@ def write_result(
         )
     table = result(search, points)
     rows = table.values.tolist()
-    command = " ".join(["python sweep.py border", *overrides])
     markdown = f"# Capacity border\n\n`{command}`\n\n{note}\n\n{_md_table(HEADER, rows)}\n"
     _write(folder / "border.md", markdown)
     _write(folder / "border.csv", table.to_csv(index=False, header=HEADER, lineterminator="\n"))
@@ -1000,6 +1003,8 @@ def write_result(
         {
             **(status or {"status": "completed", "exit_code": 0}),
             "jobs": sum(len(p.jobs) for p in points),
+            "command": command,
+            "search": same,
             "wall_s": wall,
             "starts": starts,
         },
