@@ -65,10 +65,14 @@ MOMENTS = {
 }
 
 
-# the test phase (~19 s) is slow: its stop takes the same `signals.check` path as validation's, and the
-# ten-random-moments test below reaches it too
+# the validation and test phases (~19 s each) are slow: their stop takes the same `signals.check` path,
+# the second-SIGTERM test below signals inside validation, and the ten-random-moments test reaches both
 @pytest.mark.parametrize(
-    "moment", [m if m != "test" else pytest.param(m, marks=pytest.mark.slow(reason="~19 s; CI time")) for m in MOMENTS]
+    "moment",
+    [
+        m if m in ("startup", "training") else pytest.param(m, marks=pytest.mark.slow(reason="~19 s; CI time"))
+        for m in MOMENTS
+    ],
 )
 def test_sigterm_at_any_moment_exits_143_records_interrupted_and_resumes(tmp_path, moment):
     proc = start_cli(*BUDGET, cwd=tmp_path)
