@@ -17,7 +17,8 @@ So whichever process of the tree is signalled also writes the tree's stop file (
 top train.py in RNN_MEMORY_STOP_FILE, which its children inherit), and every process reads it
 where it reads its own flag: a job running stops at its next batch, a job starting later stops
 before it trains. The same signal reaching a process twice within `SAME_STOP_S` (through its
-process group and from a parent that forwards it) is one request, not the user insisting.
+process group and from a parent that forwards it, or by the stop file and a process-group signal)
+is one request, not the user insisting.
 
 Light: no torch, no Lightning at import.
 """
@@ -35,7 +36,7 @@ OWNER_ENV = "RNN_MEMORY_STOP_OWNER"  # the pid of the process that named the sto
 SAME_STOP_S = 0.5  # one request delivered by two routes arrives within milliseconds
 
 _received: list[int] = []  # the signals this process was sent, or the tree's stop it read
-_own: list[float] = []  # when this process was sent a signal itself (time.monotonic)
+_stops: list[float] = []  # when a stop request came (time.monotonic): a signal, or the stop file read
 
 
 class SignalStop(BaseException):
@@ -86,10 +87,10 @@ def install() -> None:
 
 def _on_signal(signum: int, frame: Any) -> None:
     now = time.monotonic()
-    if _own and now - _own[-1] < SAME_STOP_S:
+    if _stops and now - _stops[-1] < SAME_STOP_S:
         return  # the same request by a second route
-    _own.append(now)
-    if len(_own) > 1:  # the user insists
+    _stops.append(now)
+    if len(_stops) > 1:  # the user insists (after the first signal, or after the tree's stop file)
         raise SignalStop(signum)
     if not _received:
         _received.append(signum)
@@ -115,6 +116,7 @@ def received() -> int | None:
     if not _received:
         stop_file = os.environ.get(STOP_FILE_ENV)
         if stop_file and os.path.exists(stop_file):
+            _stops.append(time.monotonic())
             try:
                 _received.append(int(Path(stop_file).read_text() or signal.SIGTERM))
             except (OSError, ValueError):
@@ -151,8 +153,9 @@ GRACE_S = 30.0  # a runner's jobs stop at a batch boundary within seconds; SLURM
 class Forward:
     """Owns SIGINT and SIGTERM in a process that runs `train.py -m` runners (sweep.py), for as long
     as it is entered. A runner is started in its own session (`start_new_session=True`), so a
-    terminal's Ctrl-C reaches it only through here, once; each signal is passed to the runner's
-    process group (the runner and its launcher's workers). `got` keeps the signals, so the caller
+    terminal's Ctrl-C reaches it only through here, once: the first signal goes to the runner (its
+    stop file reaches the jobs), a repeated one to the runner's whole process group (the runner and
+    its launcher's workers: stop at once). `got` keeps the signals, so the caller
     stops starting work; `wait` makes sure a stopped runner ends: one that has not exited
     `grace` seconds after a signal is sent it again (its jobs stop at once, recorded), and one
     still there `grace` seconds later is killed."""
@@ -176,12 +179,15 @@ class Forward:
         if not self.got:
             self.first_at = time.monotonic()
         self.got.append(signum)
-        self._send(signum)
+        self._send(signum, group=len(self.got) > 1)
 
-    def _send(self, signum: int) -> None:
+    def _send(self, signum: int, group: bool) -> None:
+        """The first request goes to the runner alone: its stop file reaches the jobs, and a
+        launcher's idle or starting worker (no handler yet) is not killed by it. A repeated one, and
+        the escalation, go to the whole process group."""
         if self.child is not None and self.child.poll() is None:
             try:
-                os.killpg(self.child.pid, signum)
+                (os.killpg if group else os.kill)(self.child.pid, signum)
             except ProcessLookupError:
                 pass
 
@@ -193,7 +199,7 @@ class Forward:
 
         self.child = proc
         if self.got:  # a signal came before the runner started
-            self._send(self.got[0])
+            self._send(self.got[0], group=False)
         escalated = 0
         try:
             while True:
@@ -211,6 +217,6 @@ class Forward:
                     name = signal.Signals(self.got[0]).name
                     print(f"the runner (pid {proc.pid}) has not stopped {waited:.0f} s after {name}; {then}",
                           file=sys.stderr, flush=True)  # fmt: skip
-                    self._send(signal.SIGKILL if escalated == 2 else self.got[0])
+                    self._send(signal.SIGKILL if escalated == 2 else self.got[0], group=True)
         finally:
             self.child = None
