@@ -372,11 +372,15 @@ def check(search: Search, folder: Path) -> None:
 LAUNCH_KEYS = ("hydra/launcher", "hydra.launcher.")  # where jobs run, not what they train
 
 
+def shaping(overrides: Sequence[str]) -> list[str]:
+    """The overrides that shape what jobs train, not where they run."""
+    return [o for o in overrides if not o.lstrip("+~").startswith(LAUNCH_KEYS)]
+
+
 def settings(search: Search) -> dict[str, Any]:
     """What shapes every job beyond its cell, vocab, lag, size and seed (not where it runs: a
     search started here may go on on SLURM)."""
-    shaping = [o for o in search.overrides if not o.lstrip("+~").startswith(LAUNCH_KEYS)]
-    return {"preset": search.preset, "context": search.context, "overrides": shaping}
+    return {"preset": search.preset, "context": search.context, "overrides": shaping(search.overrides)}
 
 
 def lock(folder: Path) -> Any:
@@ -500,6 +504,7 @@ def launch(
     for key in keys:
         _write(groups / f"{key.name}.yaml", job_file(search, key))
     round_dir = folder / f"round_{number:03d}"
+    in_job_files = set(cell_overrides(search))
     cmd = [
         sys.executable,
         str(ROOT / "train.py"),
@@ -511,7 +516,7 @@ def launch(
         f"hydra.sweep.dir={round_dir}",
         "hydra.sweep.subdir=${hydra.runtime.choices.border_job}",
         "progress=false",
-        *(o for o in search.overrides if o not in cell_overrides(search)),
+        *(o for o in search.overrides if o not in in_job_files),
     ]
     with open(folder / f"round_{number:03d}.log", "a") as log:
         log.write("$ " + " ".join(cmd[1:]) + "\n")
@@ -951,7 +956,7 @@ def write_result(
     from src.sweeps import write_tensorboard
 
     command = " ".join(["python sweep.py border", *overrides])
-    same = " ".join(o for o in overrides if not o.lstrip("+~").startswith(LAUNCH_KEYS))  # where jobs ran aside
+    same = " ".join(shaping(overrides))  # the same search, wherever its jobs ran
     try:  # the same search resumed: its time so far is added, so a rerun that trains nothing keeps it
         before = json.loads((folder / "border.json").read_text())
         if before.get("search") != same:  # another search in this folder (other lags, cells)

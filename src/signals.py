@@ -52,10 +52,14 @@ class SignalStop(BaseException):
         return (SignalStop, (self.signum,))
 
 
+def _ddp_rank_above_zero() -> bool:
+    return any(os.environ.get(v, "0") != "0" for v in ("LOCAL_RANK", "NODE_RANK"))
+
+
 def own_tree() -> None:
     """Called by train.py's top process (not by a DDP rank > 0, which belongs to rank 0's tree):
     a fresh stop file name for this process and the jobs it starts; removed when it exits."""
-    if any(os.environ.get(v, "0") != "0" for v in ("LOCAL_RANK", "NODE_RANK")):
+    if _ddp_rank_above_zero():
         return
     import atexit
     import secrets
@@ -70,6 +74,8 @@ def own_tree() -> None:
 def in_worker() -> bool:
     """Whether this process runs a job for a `train.py -m` runner in another process (a loky or
     submitit worker): its stop is the job's, the runner ends the sweep."""
+    if _ddp_rank_above_zero():
+        return False  # a DDP rank > 0: it follows rank 0, which owns the run folder and its record
     owner = os.environ.get(OWNER_ENV)
     return owner is not None and owner != str(os.getpid())
 
@@ -100,7 +106,7 @@ def _on_signal(signum: int, frame: Any) -> None:
             Path(stop_file).write_text(str(signum))
         except OSError:  # a full disk: this process still stops; its jobs get the signal their own way
             pass
-    if all(os.environ.get(v, "0") == "0" for v in ("LOCAL_RANK", "NODE_RANK")):
+    if not _ddp_rank_above_zero():
         message = (
             f"\n{signal.Signals(signum).name}: stopping at the next batch boundary with a checkpoint "
             "(send it again to stop at once)\n"
