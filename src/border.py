@@ -48,6 +48,7 @@ SEARCH_KEYS = (
     "model",
     "task.vocab",
     "task.lag",
+    "task.delay",
     "seed",
     "border.min",
     "border.max",
@@ -157,12 +158,30 @@ class Search:
     resolution: float = 1.0
     context: str | None = None  # None: the preset's task.context; "lag+K" or a number
     framing: str = "window"  # the task's, read by check: what the bits demanded count
+    axis: str = "lag"  # the task key searched along: task.lag (echo_lag) or task.delay (copy_memory)
+    held: tuple[int, int] | None = None  # copy_memory's (symbols, categories), read by check
 
     def bits(self, lag: int, vocab: int) -> float:
         """Bits the state must hold at once: a delay line of the last `lag` symbols where every step
         has a target (label framing); the one symbol at a fixed place of the window otherwise, held
-        for `lag` steps (window framing: the network can latch it and ignore the rest)."""
+        for `lag` steps (window framing: the network can latch it and ignore the rest); copy_memory's
+        symbols x log2(categories) whatever the delay (the delay only lengthens the hold)."""
+        if self.held is not None:
+            return self.held[0] * math.log2(self.held[1])
         return (lag if self.framing == "label" else 1) * math.log2(vocab)
+
+    def bits_text(self) -> str:
+        if self.held is not None:
+            return (
+                f"symbols x log2(categories) = {self.held[0]} x log2({self.held[1]}) (copy_memory: every symbol "
+                "held until its recall, delay + symbols steps later; the delay lengthens the hold, not the bits)"
+            )
+        if self.framing == "label":
+            return "lag x log2(vocab) (label framing: a target at every step, so a delay line of the last lag symbols)"
+        return (
+            "log2(vocab) (window framing: one symbol at a fixed place of the window, held for lag steps; a delay "
+            "line would need lag x log2(vocab))"
+        )
 
     @property
     def sizes(self) -> list[int]:
@@ -234,7 +253,21 @@ def parse(overrides: Sequence[str]) -> Search:
         raise SweepError(f"model={given['model']} names a cell twice.")
     vocab_text = given.get("task.vocab", ",".join(map(str, spec.get("vocabs") or [])))
     vocabs = _ints("task.vocab", vocab_text) if "task.vocab" in given or vocab_text else None
-    lags = sorted(_ints("task.lag", given.get("task.lag", ",".join(map(str, spec["lags"])))))
+    if "task.lag" in given and "task.delay" in given:
+        raise SweepError(
+            "task.lag and task.delay are both given; a search steps along one: task.lag (echo_lag's window) or "
+            "task.delay (copy_memory's blanks)."
+        )
+    axis = "delay" if "task.delay" in given else "lag"
+    axis_spec = spec["axes"][axis]
+    if axis == "delay":
+        for key, why in (
+            ("task.vocab", "copy_memory's vocab is task.categories + 2 (set task.categories=...)"),
+            ("border.context", "copy_memory's length follows from the delay (delay + 2 x task.symbols)"),
+        ):
+            if key in given:
+                raise SweepError(f"{key}={given[key]} does not apply to a search along task.delay: {why}.")
+    lags = sorted(_ints(f"task.{axis}", given.get(f"task.{axis}", ",".join(map(str, spec["lags"])))))
     seeds = _ints("seed", given.get("seed", ",".join(map(str, spec["seeds"]))))
     lo = _ints("border.min", given.get("border.min", str(spec["min"])))[0]
     hi = _ints("border.max", given.get("border.max", str(spec["max"])))[0]
@@ -260,14 +293,14 @@ def parse(overrides: Sequence[str]) -> Search:
             f"border.context={context} must be a window length (e.g. 9) or lag+K (e.g. lag+1: the shortest "
             "window that holds the target); null keeps the preset's."
         )
-    metric = given.get("border.metric", spec["metric"])
+    metric = given.get("border.metric", axis_spec["metric"])
     if not re.fullmatch(r"test/\w+", metric):
         raise SweepError(
             f"border.metric={metric} must be a test metric a job records, e.g. test/exact (every target of a "
             "window right) or test/acc (each target)."
         )
-    search = Search(cells, vocabs, lags, seeds, lo, hi, need, threshold, metric, spec["preset"], rest)
-    search.resolution, search.context = resolution, context
+    search = Search(cells, vocabs, lags, seeds, lo, hi, need, threshold, metric, axis_spec["preset"], rest)
+    search.resolution, search.context, search.axis = resolution, context, axis
     return search
 
 
@@ -279,14 +312,15 @@ class JobKey:
     lag: int
     hidden: int
     seed: int
+    axis: str = "lag"  # what `lag` holds: task.lag, or copy_memory's task.delay
 
     @property
     def name(self) -> str:
-        return job_name(self.cell, self.vocab, self.lag, self.hidden, self.seed)
+        return job_name(self.cell, self.vocab, self.lag, self.hidden, self.seed, self.axis)
 
 
-def job_name(cell: str, vocab: int, lag: int, hidden: int, seed: int) -> str:
-    return f"{cell}_v{vocab}_lag{lag}_h{hidden}_s{seed}"
+def job_name(cell: str, vocab: int, lag: int, hidden: int, seed: int, axis: str = "lag") -> str:
+    return f"{cell}_v{vocab}_{axis}{lag}_h{hidden}_s{seed}"
 
 
 def job_overrides(search: Search, key: JobKey | tuple[str, int | None, int, int, int]) -> list[str]:
@@ -295,7 +329,8 @@ def job_overrides(search: Search, key: JobKey | tuple[str, int | None, int, int,
         (key.cell, key.vocab, key.lag, key.hidden, key.seed) if isinstance(key, JobKey) else key
     )
     context = search.context_for(lag)
-    out = [f"model={cell}", *([f"task.vocab={vocab}"] if vocab is not None else []), f"task.lag={lag}"]
+    given = vocab is not None and search.axis == "lag"  # copy_memory's vocab follows from task.categories
+    out = [f"model={cell}", *([f"task.vocab={vocab}"] if given else []), f"task.{search.axis}={lag}"]
     out += [*([f"task.context={context}"] if context is not None else [])]
     if context is not None and "task.framing=label" in search.overrides:
         out.append(f"task.out_len={context}")  # label framing: a target (or a masked step) at every step
@@ -357,12 +392,19 @@ def check(search: Search, folder: Path) -> None:
                         reason = str(err).strip().splitlines()[0].rstrip(".")
                         given = f" task.vocab={vocab}" if vocab is not None else ""
                         raise SweepError(
-                            f"the job model={cell}{given} task.lag={lag} model.hidden={h} would fail: {reason}."
+                            f"the job model={cell}{given} task.{search.axis}={lag} model.hidden={h} would fail: {reason}."
                         ) from None
-    if search.vocabs is None:
-        search.vocabs = [int(cfg.task.vocab)]
+    if search.vocabs is None:  # copy_memory's vocab: its categories, the blank and the delimiter
+        search.vocabs = [int(cfg.task.vocab if "vocab" in cfg.task else cfg.task.categories + 2)]
     search.framing = str(cfg.task.get("framing", "window"))
-    if search.framing == "window" and int(cfg.task.get("out_len", 1)) != 1:
+    if search.axis == "delay":
+        if cfg.task.get("family") != "copy_memory":
+            raise SweepError(
+                f"task.delay steps copy_memory's blanks; the preset {search.preset} trains task.family="
+                f"{cfg.task.get('family')}, which has no delay."
+            )
+        search.held = (int(cfg.task.symbols), int(cfg.task.categories))
+    elif search.framing == "window" and int(cfg.task.get("out_len", 1)) != 1:
         raise SweepError(
             f"sweep.py border counts the bits of one target symbol in a window; task.out_len={cfg.task.out_len} "
             "is not supported (use task.framing=label for a target at every step)."
@@ -601,7 +643,7 @@ class Lane:
 
     def key(self, hidden: int, seed: int) -> JobKey:
         assert self.point is not None
-        return JobKey(self.cell, self.vocab, self.point.lag, hidden, seed)
+        return JobKey(self.cell, self.vocab, self.point.lag, hidden, seed, self.search.axis)
 
     def _read(self, key: JobKey, records: dict[str, tuple[Path, dict[str, Any]]]) -> bool:
         if key in self.results:
@@ -682,6 +724,11 @@ def search_all(search: Search, folder: Path, stops: signals.Forward) -> tuple[li
 
 
 # -- the result ------------------------------------------------------------------------------
+def header(search: Search) -> list[str]:
+    """The table's columns: the axis column is named after the key searched (lag or delay)."""
+    return [search.axis if h == "lag" else h for h in HEADER]
+
+
 HEADER = [
     "cell",
     "vocab",
@@ -732,7 +779,7 @@ def result(search: Search, points: Sequence[Point]) -> Any:
             {
                 "cell": p.cell,
                 "vocab": str(p.vocab),
-                "lag": str(p.lag),
+                search.axis: str(p.lag),
                 "smallest solving hidden": f"{'?' if p.solving is None else p.solving} (unfinished)"
                 if not p.done
                 else str(p.solving)
@@ -755,8 +802,9 @@ def result(search: Search, points: Sequence[Point]) -> Any:
             }
         )
     # the two "solved there" columns differ by a trailing space here (pandas columns are unique);
-    # border.csv and the tables print HEADER
-    return pd.DataFrame(rows, columns=[*HEADER[:6], HEADER[6] + " ", *HEADER[7:]])
+    # border.csv and the tables print header(search)
+    cols = header(search)
+    return pd.DataFrame(rows, columns=[*cols[:6], cols[6] + " ", *cols[7:]])
 
 
 def job_table(search: Search, points: Sequence[Point]) -> Any:
@@ -769,7 +817,7 @@ def job_table(search: Search, points: Sequence[Point]) -> Any:
             {
                 "cell": p.cell,
                 "vocab": p.vocab,
-                "lag": p.lag,
+                search.axis: p.lag,
                 "hidden": j["hidden"],
                 "seed": j["seed"],
                 search.metric: j["value"],
@@ -785,7 +833,7 @@ def job_table(search: Search, points: Sequence[Point]) -> Any:
         columns=[
             "cell",
             "vocab",
-            "lag",
+            search.axis,
             "hidden",
             "seed",
             search.metric,
@@ -834,7 +882,7 @@ def plot(search: Search, points: Sequence[Point], path: Path) -> Path:
     left.set_yticks(shown if len(shown) <= 12 else [2**i for i in range(1, int(math.log2(search.max)) + 1)])
     left.yaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     left.set_xticks(search.lags)
-    left.set_xlabel("lag")
+    left.set_xlabel(search.axis)
     left.set_ylabel("smallest solving model.hidden")
     left.set_title("o: smallest solving, x: largest failing, ^: none up to border.max", fontsize=9)
     left.legend(fontsize=8)
@@ -842,7 +890,13 @@ def plot(search: Search, points: Sequence[Point], path: Path) -> Path:
     right.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
     right.set_xlabel(
         "bits demanded = "
-        + ("lag x log2(vocab): a delay line" if search.framing == "label" else "log2(vocab), held lag steps")
+        + (
+            "symbols x log2(categories), held the delay"
+            if search.held is not None
+            else "lag x log2(vocab): a delay line"
+            if search.framing == "label"
+            else "log2(vocab), held lag steps"
+        )
     )
     right.set_ylabel("state units at the border")
     right.legend(fontsize=8)
@@ -855,7 +909,7 @@ def plot(search: Search, points: Sequence[Point], path: Path) -> Path:
     return path
 
 
-def memory_plot(points: Sequence[Point], path: Path) -> Path | None:
+def memory_plot(points: Sequence[Point], path: Path, axis: str = "lag") -> Path | None:
     """memory.png: what the smallest solving networks hold, one panel per (cell, vocab): the memory
     probe's score for the input k steps back (end-of-run diagnostics, a ridge readout from the
     state; mean over the solved seeds at the border size), one line per lag, chance dotted.
@@ -883,7 +937,7 @@ def memory_plot(points: Sequence[Point], path: Path) -> Path | None:
     for ax, ((cell, vocab), lines) in zip(axes[0], panels.items(), strict=True):
         for i, (lag, delays, mean, _kind, chance) in enumerate(lines):
             size = next(p.solving for p in points if (p.cell, p.vocab, p.lag) == (cell, vocab, lag))
-            ax.plot(delays, mean, "o-", color=f"C{i % 10}", markersize=3, label=f"lag {lag} (h={size})")
+            ax.plot(delays, mean, "o-", color=f"C{i % 10}", markersize=3, label=f"{axis} {lag} (h={size})")
             ax.axvline(lag, color=f"C{i % 10}", alpha=0.25)
             if chance is not None:
                 ax.axhline(chance, color="grey", linestyle=":", linewidth=1)
@@ -896,7 +950,7 @@ def memory_plot(points: Sequence[Point], path: Path) -> Path | None:
         ax.legend(fontsize=7)
     fig.suptitle(
         "ridge readout of the input k steps back from the state of the smallest solving networks\n"
-        "(mean over their solved seeds; vertical line: the trained lag; dotted: chance)",
+        f"(mean over their solved seeds; vertical line: the trained {axis}; dotted: chance)",
         fontsize=9,
     )
     fig.savefig(path, dpi=110, metadata={"Software": None})
@@ -918,7 +972,7 @@ def run_border(overrides: Sequence[str], root: Path = Path("outputs/border")) ->
     held = lock(folder)  # noqa: F841 - held until this process ends
     claim(search, folder)
     print(
-        f"border search in {folder}: cells {search.cells}, vocabs {search.vocabs}, lags {search.lags}, hidden "
+        f"border search in {folder}: cells {search.cells}, vocabs {search.vocabs}, {search.axis}s {search.lags}, hidden "
         f"{search.sizes_text()}, seeds {search.seeds}, solved: {search.rule()} on >= {search.share:.0%} of seeds; each round is one train.py -m (log: "
         f"{folder}/round_<n>.log)",
         flush=True,
@@ -977,7 +1031,7 @@ def write_result(
         f"{weights_judged(j['weights'] for p in points for j in p.jobs)}; jobs stopped by "
         f"{', '.join(f'{k} ({n})' for k, n in stops.items()) or 'nothing yet'}); solved there: solved seeds/seeds "
         f"[95% Wilson interval]; bits demanded = "
-        f"{'lag x log2(vocab) (label framing: a target at every step, so a delay line of the last lag symbols)' if search.framing == 'label' else 'log2(vocab) (window framing: one symbol at a fixed place of the window, held for lag steps; a delay line would need lag x log2(vocab))'}"
+        f"{search.bits_text()}"
         f"; state units = hidden (2 x hidden for lstm's "
         f"(h, c)). {sum(len(p.jobs) for p in points)} jobs, {wall:.0f} s"
         f"{f' over {starts} starts of the search' if starts > 1 else ''}."
@@ -986,19 +1040,19 @@ def write_result(
     if unfinished:
         note += (
             " Unfinished (the search stopped): "
-            + ", ".join(f"{p.cell} vocab {p.vocab} lag {p.lag}" for p in unfinished)
+            + ", ".join(f"{p.cell} vocab {p.vocab} {search.axis} {p.lag}" for p in unfinished)
             + "."
         )
     table = result(search, points)
     rows = table.values.tolist()
-    markdown = f"# Capacity border\n\n`{command}`\n\n{note}\n\n{_md_table(HEADER, rows)}\n"
+    markdown = f"# Capacity border\n\n`{command}`\n\n{note}\n\n{_md_table(header(search), rows)}\n"
     _write(folder / "border.md", markdown)
-    _write(folder / "border.csv", table.to_csv(index=False, header=HEADER, lineterminator="\n"))
+    _write(folder / "border.csv", table.to_csv(index=False, header=header(search), lineterminator="\n"))
     _write(folder / "jobs.csv", job_table(search, points).to_csv(index=False, lineterminator="\n"))
     written = [folder / "border.md", folder / "border.csv"]
     if points:
         written.append(plot(search, points, folder / "border.png"))
-        curves = memory_plot([p for p in points if p.done], folder / "memory.png")
+        curves = memory_plot([p for p in points if p.done], folder / "memory.png", search.axis)
         if curves is not None:
             written.append(curves)
     written.append(write_tensorboard(folder, written[2:], markdown, time.time()))
@@ -1014,5 +1068,5 @@ def write_result(
             "starts": starts,
         },
     )
-    print(f"\n{note}\n\n{_text_table(HEADER, rows)}\n\nWrote " + ", ".join(str(p) for p in written))
+    print(f"\n{note}\n\n{_text_table(header(search), rows)}\n\nWrote " + ", ".join(str(p) for p in written))
     print(f"  TensorBoard: tensorboard --logdir {folder}  (Images: the plots, Text: the table)")

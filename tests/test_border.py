@@ -101,6 +101,10 @@ def test_wilson_interval():
         (["model=lstm,lstm"], "model=lstm,lstm names a cell twice"),
         (["border.metric=val/acc"], "border.metric=val/acc must be a test metric"),
         (["task.out_len=2"], "task.out_len=2 is not supported"),
+        (["task.lag=1", "task.delay=5"], "task.lag and task.delay are both given"),
+        (["task.delay=5", "task.vocab=10"], "task.vocab=10 does not apply to a search along task.delay"),
+        (["task.delay=5", "border.context=9"], "border.context=9 does not apply to a search along task.delay"),
+        (["task=echo_lag", "task.delay=5"], "task.delay=5 model.hidden=2 would fail"),
     ],
 )
 def test_bad_input_is_one_sentence_before_any_job(tmp_path, capsys, args, says):
@@ -254,3 +258,25 @@ def test_a_cell_only_setting_reaches_the_cells_jobs(tmp_path):
         assert json.loads((job / "metrics.json").read_text())["status"] == "completed"
         config = (job / ".hydra" / "config.yaml").read_text()
         assert "r_min: 0.9" in config and "cell: lru" in config
+
+
+def test_a_search_along_copy_memorys_delay(tmp_path, capsys):
+    """`task.delay=...` searches copy_memory's delays with the copy_capacity preset's settings and
+    judge (test/acc, recall accuracy); its jobs, table and files name the delay, and the bits
+    demanded are symbols x log2(categories), the same at every delay."""
+    folder = tmp_path / "copy"
+    args = ["model=lstm", "task.delay=2", "seed=0", "border.min=2", "border.max=2", "trainer.max_steps=20", "trainer.val_check_interval=10",
+            "data.val_size=50", "data.test_size=50", "diagnostics=false", "hydra/launcher=basic"]  # fmt: skip
+    assert sweep.main(["border", f"border.dir={folder}", *args]) == 0
+    out = capsys.readouterr().out
+    assert "delays [2]" in out and "symbols x log2(categories) = 3 x log2(8)" in out
+    (row,) = list(csv.DictReader((folder / "border.csv").open()))
+    assert (row["delay"], row["vocab"], row["bits demanded"]) == ("2", "10", "9.0")
+    assert row["smallest solving hidden"] == "> 2"  # 20 steps recall nothing
+    job = folder / "round_001" / "lstm_v10_delay2_h2_s0"
+    config = (job / ".hydra" / "config.yaml").read_text()
+    assert "delay: 2" in config and "symbols: 3" in config and "name: copy_memory" in config
+    metrics = json.loads((job / "metrics.json").read_text())
+    assert metrics["status"] == "completed" and metrics["test/acc"] < 0.99
+    (job,) = list(csv.DictReader((folder / "jobs.csv").open()))
+    assert job["delay"] == "2" and job["solved"] == "False" and float(job["test/acc"]) == metrics["test/acc"]
