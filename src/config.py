@@ -104,8 +104,10 @@ class Task:
         return self.stateful and self.framing == "label"
 
     @property
-    def symbols(self) -> int:
-        """Input symbols: the vocabulary, plus the pad symbol (index `vocab`) with pad_start."""
+    def alphabet(self) -> int:
+        """Input symbols: the vocabulary, plus the pad symbol (index `vocab`) with pad_start. (Not
+        `symbols`: copy_memory's field of that name, the count it copies, shadowed it, and the
+        memory probe read a copy task of 3 symbols as a vocab of 3.)"""
         return self.vocab + self.pad_start
 
     @property

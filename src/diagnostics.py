@@ -230,7 +230,7 @@ def diagnose(net: nn.Module, task: Any, x: torch.Tensor, y: torch.Tensor, mask: 
     device = next(net.parameters()).device
     net.cpu()
     try:
-        symbols = task.symbols if task.encoding in ("onehot", "embedding") and not x.is_floating_point() else None
+        symbols = task.alphabet if task.encoding in ("onehot", "embedding") and not x.is_floating_point() else None
         # Enough windows for each estimate, and a bounded cost (under 5% of a default run's fit,
         # benchmarks/bench.py --sections diagnostics): the probe fits on one half and scores on the
         # other; the gate means, gradient norms and accuracies by position are averages.

@@ -56,9 +56,12 @@ def memory_estimate(task: Task, net: dict[str, Any], data: dict[str, Any], world
     'activations'}. net: the checked model node (cell, hidden, layers, topology, embedding_dim)."""
     f32, i64 = 4, 8
     gates, hidden, layers = GATES[net["cell"]], net["hidden"], net.get("layers", 1)
-    width = {"onehot": task.symbols, "embedding": net.get("embedding_dim", 16), "scalar": 1, "features": task.features}[
-        task.encoding
-    ]
+    width = {
+        "onehot": task.alphabet,
+        "embedding": net.get("embedding_dim", 16),
+        "scalar": 1,
+        "features": task.features,
+    }[task.encoding]
     n_out = 1 if task.objective == "regression" else task.vocab
     encdec = net["topology"] in ("encdec", "attention")  # a decoder as large as the encoder
 
@@ -96,7 +99,7 @@ def memory_estimate(task: Task, net: dict[str, Any], data: dict[str, Any], world
         return gates * hidden * (inputs + hidden + 2) + (layers - 1) * gates * hidden * (2 * hidden + 2)
 
     params = rnn_params(width) + (rnn_params(hidden) if encdec else 0) + hidden * n_out + n_out
-    params += task.symbols * width if task.encoding == "embedding" else 0
+    params += task.alphabet * width if task.encoding == "embedding" else 0
     return {
         "training batch": train_batch,
         "evaluation": evaluation,

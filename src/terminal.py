@@ -277,7 +277,30 @@ class SweepProgress(Callback):
         after = f" after {time.time() - since.stat().st_mtime:.0f} s" if since.exists() else ""
         counts = [f"{n} {what}" for n, what in ((interrupted, "interrupted"), (failed, "failed")) if n]
         failures = f" ({', '.join(counts)})" if counts else ""
-        print(f"[sweep] {done}{total} jobs done{failures}{after}", file=sys.stderr, flush=True)
+        line = f"[sweep] {done}{total} jobs done{failures}"
+        if first_to_say(folder / ".progress", line):  # jobs ending together count the same folder
+            print(line + after, file=sys.stderr, flush=True)
+
+
+def first_to_say(path: Path, line: str) -> bool:
+    """Whether no other process of the sweep printed `line` last: the processes of jobs that end
+    together (parallel workers, or a stop reaching every job at once) read the same counts, and
+    each printed them. The last line said is kept in `path` under an exclusive lock; an unwritable
+    folder prints anyway."""
+    import fcntl
+
+    try:
+        with open(path, "a+") as f:
+            fcntl.flock(f, fcntl.LOCK_EX)
+            f.seek(0)
+            if f.read() == line:
+                return False
+            f.seek(0)
+            f.truncate()
+            f.write(line)
+            return True
+    except OSError:
+        return True
 
 
 # -- the summary ---------------------------------------------------------------------------------

@@ -83,3 +83,15 @@ def test_an_lstm_solves_copy_memory_at_t5(cfg_factory):
                       "trainer.max_epochs=1", "data.batches_per_epoch=2000", "trainer.val_check_interval=250")  # fmt: skip
     metrics, _ = train(cfg)
     assert metrics["test/acc"] > 0.9
+
+
+def test_the_memory_probe_reads_the_inputs_alphabet_not_the_count_of_symbols_copied(cfg_factory):
+    """copy_memory's `task.symbols` is how many symbols it copies; the probe's one-hot targets need
+    the input alphabet (categories + 2). With 3 symbols of 8 the end-of-run diagnostics raised
+    `Class values must be smaller than num_classes` and the run failed after its training."""
+    cfg = cfg_factory("task=copy_memory", "task.delay=2", "task.symbols=3", "hardware.threads=1", "model.hidden=8",
+                      "trainer.max_steps=20", "trainer.val_check_interval=10", "diagnostics=true")  # fmt: skip
+    metrics, _ = train(cfg)
+    memory = metrics["diagnostics"]["memory"]
+    assert memory["kind"] == "accuracy" and memory["chance"] == pytest.approx(1 / 10)  # 8 symbols, blank, delimiter
+    assert len(memory["delays"]) == 2 + 2 * 3  # every earlier step of the window: k = 0 .. T + 2 x 3 - 1

@@ -20,7 +20,7 @@ P = 10  # the pad symbol of a vocabulary of 10
 
 def test_pad_framing_keeps_the_first_windows_and_masks_their_padded_targets():
     task = make_task({"vocab": 10, "context": 3, "lag": 1, "pad_start": True, "windows_per_sequence": 2})
-    assert task.rows_per_sequence == 4 and task.symbols == 11
+    assert task.rows_per_sequence == 4 and task.alphabet == 11
     x, y, mask = make_batch(task, generator("cpu", 0), 8)
     (a, b, c, d), (e, f, g, h) = task.uniform(generator("cpu", 0), (2, 4)).tolist()  # the two sequences
     assert x.tolist() == [[P, P, a], [P, a, b], [a, b, c], [b, c, d], [P, P, e], [P, e, f], [e, f, g], [f, g, h]]
