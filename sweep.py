@@ -22,13 +22,15 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__)
         print("Presets:")
+        width = max(map(len, presets())) + 2
         for name, about in presets().items():
-            print(f"  {name:<10}{about}")
+            print(f"  {name:<{width}}{about}")
         return 0 if argv else 2
     try:
         if argv[0] == "list":
+            width = max(map(len, presets())) + 2
             for name, about in presets().items():
-                print(f"{name:<10}{about}")
+                print(f"{name:<{width}}{about}")
             return 0
         if argv[0] == "summarize":
             p = argparse.ArgumentParser(prog="sweep.py summarize", description="Summarize a multirun folder.")

@@ -909,7 +909,9 @@ def plot(search: Search, points: Sequence[Point], path: Path) -> Path:
     return path
 
 
-def memory_plot(points: Sequence[Point], path: Path, axis: str = "lag") -> Path | None:
+def memory_plot(
+    points: Sequence[Point], path: Path, axis: str = "lag", held: tuple[int, int] | None = None
+) -> Path | None:
     """memory.png: what the smallest solving networks hold, one panel per (cell, vocab): the memory
     probe's score for the input k steps back (end-of-run diagnostics, a ridge readout from the
     state; mean over the solved seeds at the border size), one line per lag, chance dotted.
@@ -925,7 +927,17 @@ def memory_plot(points: Sequence[Point], path: Path, axis: str = "lag") -> Path 
         if not curves:
             continue
         delays = curves[0]["memory_delays"]
-        mean = [sum(c["memory"][i] for c in curves) / len(curves) for i in range(len(delays))]
+        # copy_memory (held: symbols, categories): the copied symbols lie delay + symbols .. delay +
+        # 2 symbols - 1 steps before the window's last step; every other input is a blank or the
+        # delimiter, a constant any readout "recalls" (not scored since the probe knows it; a record
+        # written before has 1.0 there)
+        shown = range(p.lag + held[0], p.lag + 2 * held[0]) if held is not None else delays
+        mean = [  # a delay not scored (None) or not shown: a gap in the line
+            float("nan")
+            if curves[0]["memory"][i] is None or delays[i] not in shown
+            else sum(c["memory"][i] for c in curves) / len(curves)
+            for i in range(len(delays))
+        ]
         panels.setdefault((p.cell, p.vocab), []).append(
             (p.lag, delays, mean, curves[0]["memory_kind"], curves[0]["memory_chance"])
         )
@@ -938,7 +950,8 @@ def memory_plot(points: Sequence[Point], path: Path, axis: str = "lag") -> Path 
         for i, (lag, delays, mean, _kind, chance) in enumerate(lines):
             size = next(p.solving for p in points if (p.cell, p.vocab, p.lag) == (cell, vocab, lag))
             ax.plot(delays, mean, "o-", color=f"C{i % 10}", markersize=3, label=f"{axis} {lag} (h={size})")
-            ax.axvline(lag, color=f"C{i % 10}", alpha=0.25)
+            if axis == "lag":  # copy_memory's symbols sit at delay + symbols .. delay + 2 symbols - 1
+                ax.axvline(lag, color=f"C{i % 10}", alpha=0.25)
             if chance is not None:
                 ax.axhline(chance, color="grey", linestyle=":", linewidth=1)
         ax.set_title(f"{cell}, vocab {vocab}", fontsize=9)
@@ -950,7 +963,12 @@ def memory_plot(points: Sequence[Point], path: Path, axis: str = "lag") -> Path 
         ax.legend(fontsize=7)
     fig.suptitle(
         "ridge readout of the input k steps back from the state of the smallest solving networks\n"
-        f"(mean over their solved seeds; vertical line: the trained {axis}; dotted: chance)",
+        "(mean over their solved seeds; "
+        + (
+            "vertical line: the trained lag; dotted: chance)"
+            if axis == "lag"
+            else "scored only where the input varies: the copied symbols; dotted: chance)"
+        ),
         fontsize=9,
     )
     fig.savefig(path, dpi=110, metadata={"Software": None})
@@ -1052,7 +1070,7 @@ def write_result(
     written = [folder / "border.md", folder / "border.csv"]
     if points:
         written.append(plot(search, points, folder / "border.png"))
-        curves = memory_plot([p for p in points if p.done], folder / "memory.png", search.axis)
+        curves = memory_plot([p for p in points if p.done], folder / "memory.png", search.axis, search.held)
         if curves is not None:
             written.append(curves)
     written.append(write_tensorboard(folder, written[2:], markdown, time.time()))

@@ -50,7 +50,9 @@ def memory_capacity(
     states (batch, time, hidden); inputs (batch, time): integers in [0, vocab) when `vocab` is
     given, else real values. Steps t < burn_in (default max_delay) are skipped, so every delay is
     scored on the same steps. Returns {"delays", "score" (r2 or accuracy per delay), "capacity",
-    "kind" ("r2" or "accuracy"), "chance" (0 or 1/vocab)}.
+    "kind" ("r2" or "accuracy"), "chance" (0 or 1/vocab)}. A delay whose input is the same in every
+    scored step (copy_memory's blanks and delimiter at fixed places) is None and left out of the
+    capacity: any readout "recalls" a constant, which says nothing about memory.
     """
     b, t, _ = states.shape
     burn = max_delay if burn_in is None else burn_in
@@ -65,6 +67,7 @@ def memory_capacity(
     # ridge system with the targets of all delays as columns (each column's solution is its own).
     x_fit, x_held = (s[part, burn:].reshape(-1, s.shape[-1]) for part in (fit, held))
     targets = [u[:, burn - k : t - k] for k in range(max_delay + 1)]
+    varies = [bool((tg != tg.reshape(-1)[0]).any()) for tg in targets]
     if vocab is None:
         y_fit = torch.stack([tg[fit].reshape(-1).double() for tg in targets], dim=1)
         pred = _apply(ridge_fit(x_fit, y_fit, alpha), x_held)
@@ -78,11 +81,12 @@ def memory_capacity(
         )
         pred = _apply(ridge_fit(x_fit, y_fit, alpha), x_held).reshape(len(x_held), len(targets), vocab).argmax(-1)
         scores = [float((pred[:, k] == tg[held].reshape(-1)).double().mean()) for k, tg in enumerate(targets)]
+    scores = [a if v else None for a, v in zip(scores, varies, strict=True)]
     if vocab is None:
-        capacity, chance = sum(scores), 0.0
+        capacity, chance = sum(a for a in scores if a is not None), 0.0
     else:
         chance = 1.0 / vocab
-        capacity = sum((a - chance) / (1 - chance) for a in scores)
+        capacity = sum((a - chance) / (1 - chance) for a in scores if a is not None)
     return {
         "delays": list(range(max_delay + 1)),
         "score": scores,

@@ -208,7 +208,7 @@ def diagnostics_markdown(metrics: dict[str, Any]) -> str | None:
     ]
     for k, score in zip(mem["delays"], mem["score"], strict=True):
         g = f"{grads[k] / top:.2g}" if top and k < len(grads) else "-"
-        lines.append(f"| {k} | {score:.3f} | {g} |")
+        lines.append(f"| {k} | {'-' if score is None else f'{score:.3f}'} | {g} |")
     by_pos = diag.get("accuracy_by_position")
     if by_pos:
         lines += ["", "Test accuracy by target position", "", "| position | accuracy |", "|---|---|"]

@@ -353,8 +353,12 @@ def diagnostics_lines(d: dict[str, Any]) -> list[str]:
             "",
             f"  memory: a linear readout of the input k steps back from the encoder's state after the window's "
             f"last step ({what}; chance {fmt(mem['chance'])})",
-            "  " + "  ".join(f"k={k}: {fmt(s)}" for k, s in zip(mem["delays"], mem["score"], strict=True)),
-            f"  capacity {mem['capacity']:.2f} of {len(mem['delays'])} steps (chance-corrected sum over k)",
+            "  "
+            + "  ".join(
+                f"k={k}: {fmt(s) if s is not None else '-'}" for k, s in zip(mem["delays"], mem["score"], strict=True)
+            ),
+            f"  capacity {mem['capacity']:.2f} of {sum(s is not None for s in mem['score'])} steps (chance-corrected sum over k"
+            + ("; -: an input that never varies, not scored)" if None in mem["score"] else ")"),
         ]
     ts = d.get("timescales")
     if ts:

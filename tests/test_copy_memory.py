@@ -95,3 +95,7 @@ def test_the_memory_probe_reads_the_inputs_alphabet_not_the_count_of_symbols_cop
     memory = metrics["diagnostics"]["memory"]
     assert memory["kind"] == "accuracy" and memory["chance"] == pytest.approx(1 / 10)  # 8 symbols, blank, delimiter
     assert len(memory["delays"]) == 2 + 2 * 3  # every earlier step of the window: k = 0 .. T + 2 x 3 - 1
+    # only the copied symbols vary (k = 5, 6, 7 from the last step); a blank or the delimiter is read
+    # "right" by any readout and is not scored, nor counted in the capacity
+    assert [k for k, s in zip(memory["delays"], memory["score"], strict=True) if s is not None] == [5, 6, 7]
+    assert memory["capacity"] <= 3
