@@ -746,8 +746,9 @@ HEADER = [
 
 
 def state_units(cell: str, hidden: int) -> int:
-    """Numbers the recurrent state holds: hidden, or 2 x hidden for the LSTM's (h, c)."""
-    return hidden * (2 if cell == "lstm" else 1)
+    """Real numbers the recurrent state holds: hidden, or 2 x hidden for the LSTM's (h, c) and for
+    the LRU's `hidden` complex units (src/models/cells.py: re and im)."""
+    return hidden * (2 if cell in ("lstm", "lru") else 1)
 
 
 def result(search: Search, points: Sequence[Point]) -> Any:
@@ -1050,8 +1051,8 @@ def write_result(
         f"{', '.join(f'{k} ({n})' for k, n in stops.items()) or 'nothing yet'}); solved there: solved seeds/seeds "
         f"[95% Wilson interval]; bits demanded = "
         f"{search.bits_text()}"
-        f"; state units = hidden (2 x hidden for lstm's "
-        f"(h, c)). {sum(len(p.jobs) for p in points)} jobs, {wall:.0f} s"
+        "; state units = real numbers in the state: hidden (2 x hidden for lstm's (h, c) and for lru's "
+        f"complex units). {sum(len(p.jobs) for p in points)} jobs, {wall:.0f} s"
         f"{f' over {starts} starts of the search' if starts > 1 else ''}."
     )
     unfinished = [p for p in points if not p.done]

@@ -280,3 +280,15 @@ def test_a_search_along_copy_memorys_delay(tmp_path, capsys):
     assert metrics["status"] == "completed" and metrics["test/acc"] < 0.99
     (job,) = list(csv.DictReader((folder / "jobs.csv").open()))
     assert job["delay"] == "2" and job["solved"] == "False" and float(job["test/acc"]) == metrics["test/acc"]
+
+
+def test_state_units_count_real_numbers():
+    """The LRU's `hidden` units are complex (a real and an imaginary part each), as the LSTM holds
+    (h, c): both state 2 x hidden numbers; the table's "state units" first counted the LRU's once."""
+    import torch
+
+    from src.models.cells import LRUCell
+
+    assert [border.state_units(c, 4) for c in ("rnn", "gru", "mingru", "lstm", "lru")] == [4, 4, 4, 8, 8]
+    _, last = LRUCell(input_size=3, hidden=4).blocks[0].recurrence(torch.zeros(1, 5, 4), None)
+    assert last.shape == (1, border.state_units("lru", 4))  # the state carried from step to step
