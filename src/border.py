@@ -939,6 +939,8 @@ def memory_plot(
             else sum(c["memory"][i] for c in curves) / len(curves)
             for i in range(len(delays))
         ]
+        if all(math.isnan(m) for m in mean):
+            continue  # the probe reads at most 32 steps back: copy_memory's symbols at delay 40 lie beyond
         panels.setdefault((p.cell, p.vocab), []).append(
             (p.lag, delays, mean, curves[0]["memory_kind"], curves[0]["memory_chance"])
         )
