@@ -970,7 +970,7 @@ def memory_plot(
         + (
             "vertical line: the trained lag; dotted: chance)"
             if axis == "lag"
-            else "scored only where the input varies: the copied symbols; dotted: chance)"
+            else "\nscored only where the input varies: the copied symbols; dotted: chance)"
         ),
         fontsize=9,
     )

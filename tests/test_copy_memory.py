@@ -64,6 +64,9 @@ def test_predict_shows_the_recall_targets(cfg_factory):
     assert len(result["predicted"]) == 7
 
 
+# ~17 s; CI time (the default suite measured 618 s here): copy's learning is in the slow published
+# benchmark and the copy borders (docs/border/copy); the default suite still trains copy_memory below
+@pytest.mark.slow
 def test_an_lstm_beats_the_baseline_quickly(cfg_factory):
     """Measured (T = 5, LSTM(50), batch 128, lr 0.01, seed 0, 600 steps, ~10 s): recall accuracy
     32.4% (chance 12.5%), loss 0.672 against the baseline 10 ln 8 / 25 = 0.832."""

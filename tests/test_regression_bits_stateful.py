@@ -125,6 +125,7 @@ def test_state_reaches_the_next_batch_of_the_same_stream_and_resets_at_a_boundar
 
 
 # -- the prediction command ---------------------------------------------------------------------
+@pytest.mark.slow  # ~12 s; CI time: predict.py's CLI runs in test_predict_runs, regression in the tests above
 def test_arithmetic_cli_run_then_predict(tmp_path):
     run = tmp_path / "run"
     res = run_cli("task=arithmetic", "logger=none", "hardware.threads=1", "samples=2", f"hydra.run.dir={run}")
