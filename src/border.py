@@ -387,26 +387,27 @@ def check(search: Search, folder: Path) -> None:
                 for h in (search.min, search.max):
                     try:
                         cfg = compose_job(search, cell, vocab, lag, h, search.seeds[0], folder)
-                        validate(cfg)
+                        task = validate(cfg)[0]
                     except (HydraException, OmegaConfBaseException, ConfigError) as err:
                         reason = str(err).strip().splitlines()[0].rstrip(".")
                         given = f" task.vocab={vocab}" if vocab is not None else ""
                         raise SweepError(
                             f"the job model={cell}{given} task.{search.axis}={lag} model.hidden={h} would fail: {reason}."
                         ) from None
-    if search.vocabs is None:  # copy_memory's vocab: its categories, the blank and the delimiter
-        search.vocabs = [int(cfg.task.vocab if "vocab" in cfg.task else cfg.task.categories + 2)]
-    search.framing = str(cfg.task.get("framing", "window"))
+    # what the task's own class made of the config (copy_memory's vocab: categories, blank, delimiter)
+    if search.vocabs is None:
+        search.vocabs = [task.vocab]
+    search.framing = task.framing
     if search.axis == "delay":
-        if cfg.task.get("family") != "copy_memory":
+        if task.stream != "copy_memory":
             raise SweepError(
-                f"task.delay steps copy_memory's blanks; the preset {search.preset} trains task.family="
-                f"{cfg.task.get('family')}, which has no delay."
+                f"task.delay steps copy_memory's blanks; the preset {search.preset} trains task {task.name}, "
+                "which has no delay."
             )
-        search.held = (int(cfg.task.symbols), int(cfg.task.categories))
-    elif search.framing == "window" and int(cfg.task.get("out_len", 1)) != 1:
+        search.held = (task.symbols, task.categories)
+    elif search.framing == "window" and task.out_len != 1:
         raise SweepError(
-            f"sweep.py border counts the bits of one target symbol in a window; task.out_len={cfg.task.out_len} "
+            f"sweep.py border counts the bits of one target symbol in a window; task.out_len={task.out_len} "
             "is not supported (use task.framing=label for a target at every step)."
         )
 
