@@ -566,7 +566,8 @@ def launch(
         log.flush()
         env = {k: v for k, v in os.environ.items() if k != signals.STOP_FILE_ENV}  # a runner of its own
         proc = subprocess.Popen(
-            cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT, env=env
+            cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT, env=env,
+            preexec_fn=signals.stop_with_parent(),
         )  # fmt: skip
         printed: set[str] = set()
 
@@ -1045,6 +1046,7 @@ def write_result(
         stops[str(j.get("stopped_by") or j.get("status"))] = (
             stops.get(str(j.get("stopped_by") or j.get("status")), 0) + 1
         )
+    n_jobs = sum(len(p.jobs) for p in points)
     note = (
         f"Smallest `model.hidden` of {search.sizes_text()} at which at least {search.share:.0%} of seeds "
         f"{search.seeds} reach `{search.rule()}` "
@@ -1055,7 +1057,7 @@ def write_result(
         f"[95% Wilson interval]; bits demanded = "
         f"{search.bits_text()}"
         "; state units = real numbers in the state: hidden (2 x hidden for lstm's (h, c) and for lru's "
-        f"complex units). {sum(len(p.jobs) for p in points)} jobs, {wall:.0f} s"
+        f"complex units). {n_jobs} job{'' if n_jobs == 1 else 's'}, {wall:.0f} s"
         f"{f' over {starts} starts of the search' if starts > 1 else ''}."
     )
     unfinished = [p for p in points if not p.done]

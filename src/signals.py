@@ -156,6 +156,29 @@ def disown(trainer: Any) -> None:
 GRACE_S = 30.0  # a runner's jobs stop at a batch boundary within seconds; SLURM's KillWait is 30 s
 
 
+def stop_with_parent() -> Any:
+    """A `preexec_fn` for a runner started in its own session: on Linux the kernel sends it SIGTERM
+    when the process that started it dies, however it dies. Without it a `kill -9` of sweep.py
+    (an out-of-memory kill, a scheduler past its grace) left the runner and its jobs training on,
+    unseen, in a folder a resumed search would then share. The SIGTERM stops them as any SIGTERM
+    does: at a batch boundary, recorded `interrupted`. Elsewhere None (no such call)."""
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
+
+    parent, prctl = os.getpid(), ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork
+    pr_set_pdeathsig = 1
+
+    def preexec() -> None:
+        prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before the call above took effect
+            os._exit(128 + signal.SIGTERM)
+
+    return preexec
+
+
 class Forward:
     """Owns SIGINT and SIGTERM in a process that runs `train.py -m` runners (sweep.py), for as long
     as it is entered. A runner is started in its own session (`start_new_session=True`), so a

@@ -175,7 +175,7 @@ def run_preset(name: str, overrides: Sequence[str], root: Path = Path("outputs/m
     env, left = {k: v for k, v in os.environ.items() if k != signals.STOP_FILE_ENV}, None
     with signals.Forward() as stops:  # Ctrl-C or SIGTERM: the runner's jobs stop at a batch boundary
         while True:
-            proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+            proc = subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=signals.stop_with_parent())
             code = stops.wait(proc)
             interrupted = bool(stops.got)
             if interrupted:

@@ -424,6 +424,29 @@ def test_sigterm_to_sweep_py_stops_its_runner_and_jobs_and_summarizes(tmp_path):
     assert not alive(runner)
 
 
+def test_sweep_py_killed_hard_takes_its_runner_and_jobs_with_it(tmp_path):
+    # SIGKILL cannot be caught, so sweep.py cannot pass it on. The runner lives in its own session,
+    # and it and its jobs used to train on, orphaned and unseen, in a folder a resume would share.
+    # Now the kernel sends the runner SIGTERM when sweep.py dies: the jobs stop and are recorded.
+    sweep = tmp_path / "hidden"
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "sweep.py"), "hidden", *LONG, f"hydra.sweep.dir={sweep}"], cwd=tmp_path,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    wait_for_file("hidden/*/checkpoints/last.ckpt", tmp_path, proc)
+    (runner,) = children(proc.pid)
+    tree = [runner, *children(runner)]
+    proc.kill()
+    proc.wait(timeout=10)
+    deadline = time.monotonic() + 60
+    while any(alive(p) for p in tree) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not [p for p in tree if alive(p)], "the runner or a worker outlived sweep.py"
+    jobs = {p.name: read_metrics(p) for p in sweep.iterdir() if (p / "metrics.json").exists()}
+    assert jobs and all(m["status"] == "interrupted" and m["signal"] == "SIGTERM" for m in jobs.values()), jobs
+    assert all(Path(m["checkpoint"]).exists() for m in jobs.values() if m["step"])  # stopped at a batch, saved
+
+
 def test_a_runner_that_does_not_stop_is_signalled_again_then_killed(tmp_path):
     # The parent's side (sweep.py): a runner ignoring SIGTERM gets it again after the grace, then SIGKILL.
     stubborn = (
