@@ -4,7 +4,7 @@
     python sweep.py <preset> [override ...]              run it (train.py -m, parallel launcher), then summarize
     python sweep.py border [override ...]                smallest hidden size per (cell, lag), by search
                                                          (conf/sweep/border.yaml, src/border.py)
-    python sweep.py summarize <multirun folder> [--metric test/exact] [--threshold 0.99]
+    python sweep.py summarize <multirun folder> [--metric M] [--threshold T]   (default: the preset's)
                                                 [--x KEY] [--y KEY] [--out DIR]
 
 The logic lives in src/sweeps.py; this file only reads the command line.
@@ -35,10 +35,16 @@ def main(argv: list[str]) -> int:
         if argv[0] == "summarize":
             p = argparse.ArgumentParser(prog="sweep.py summarize", description="Summarize a multirun folder.")
             p.add_argument("folder", help="the sweep folder (with multirun.yaml) that train.py -m printed")
-            p.add_argument("--metric", default="test/exact", help="metric of the table, heatmap and 'solved'")
-            p.add_argument("--threshold", type=float, default=0.99, help="solved: metric >= it (<= for loss, mse, mae)")
-            p.add_argument("--x", default=None, help="swept key along the heatmap's x axis (default model.hidden)")
-            p.add_argument("--y", default=None, help="swept key along the heatmap's y axis (default task.lag)")
+            own = "(default: the sweep's summary.metric, which its preset sets; else test/exact)"
+            p.add_argument("--metric", default=None, help=f"metric of the table, heatmap and 'solved' {own}")
+            p.add_argument("--threshold", type=float, default=None,
+                           help="solved: metric >= it (<= for loss, mse, mae; default: summary.threshold, else 0.99)")  # fmt: skip
+            p.add_argument(
+                "--x", default=None, help="swept key along the heatmap's x axis (default: summary.x, else model.hidden)"
+            )
+            p.add_argument(
+                "--y", default=None, help="swept key along the heatmap's y axis (default: summary.y, else task.lag)"
+            )
             p.add_argument("--out", default=None, help="folder for csv/md/png (default <folder>/summary)")
             a = p.parse_args(argv[1:])
             summarize(a.folder, metric=a.metric, threshold=a.threshold, out=a.out, x=a.x, y=a.y)

@@ -55,12 +55,13 @@ TRAINER_KEYS = {
 }  # fmt: skip
 # The top level of conf/train.yaml, and the keys of its plain nodes (the `_target_` nodes, such as
 # optim.optimizer, the callbacks and loggers, are checked by the constructor they name).
-TOP_KEYS = {"seed", "optimized_metric", "ckpt_path", "init_from", "samples", "progress", "diagnostics", "paths",
+TOP_KEYS = {"seed", "optimized_metric", "ckpt_path", "init_from", "samples", "progress", "diagnostics", "summary", "paths",
             "data", "optim", "trainer", "task", "model", "hardware", "callbacks", "logger"}  # fmt: skip
 NODES = ("paths", "data", "optim", "trainer", "task", "model", "hardware")
 GROUPS = ("task", "model", "hardware", "callbacks", "logger", "debug", "experiment", "hparams_search")
 OPTIM_KEYS = {"optimizer", "scheduler", "grad_clip"}
 PATHS_KEYS = {"output_dir"}
+SUMMARY_KEYS = {"metric", "threshold", "x", "y"}
 # Adam moves every weight by about lr per step whatever the gradient's scale, and these networks'
 # weights are O(0.1): a step of 10 already wipes them out at the first update, so a larger lr is a
 # typo (1e38 overflows to inf/NaN); SGD-style optimizers are no safer at that size.
@@ -122,6 +123,29 @@ def check_nodes(cfg: DictConfig) -> None:
     for key in NODES:
         _node(key, c.get(key))
     _known("paths", c["paths"], PATHS_KEYS)
+    if "summary" in c:  # absent from the configs of runs made before it existed
+        _known("summary", _node("summary", c["summary"]), SUMMARY_KEYS)
+
+
+def check_summary(summary: Mapping[str, Any]) -> None:
+    """summary.*: how sweep.py judges a sweep of this config. Checked with the rest of the config,
+    so a preset or an override with a bad one fails before any job, not after the last."""
+    metric = summary.get("metric")
+    if not isinstance(metric, str) or not metric.startswith(("val/", "test/")) or metric.count("/") != 1:
+        raise ConfigError(
+            f"summary.metric={metric!r} is not allowed; it must name a test or validation metric, "
+            "e.g. test/exact, test/acc, test/mse."
+        )
+    threshold = summary.get("threshold")
+    ok = isinstance(threshold, (int, float)) and not isinstance(threshold, bool) and math.isfinite(threshold)
+    if not ok:
+        raise ConfigError(f"summary.threshold={threshold!r} is not allowed; it must be a finite number.")
+    for axis in ("x", "y"):
+        value = summary.get(axis)
+        if value is not None and (not isinstance(value, str) or not value):
+            raise ConfigError(
+                f"summary.{axis}={value!r} is not allowed; it must be a swept key (e.g. model.hidden) or null."
+            )
 
 
 def check_paths(cfg: DictConfig) -> None:

@@ -187,6 +187,7 @@ RESUMABLE = (
     "samples",
     "diagnostics",
     "logger",
+    "summary",
 )
 _RESUME: dict[str, Any] = {}  # this process's resume (run, checkpoint, step, overrides), for resumes.yaml
 

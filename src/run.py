@@ -12,7 +12,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from src import signals
-from src.checks import build, check_checkpoint, check_ckpt_path, check_nodes, check_output_dir, check_run
+from src.checks import build, check_checkpoint, check_ckpt_path, check_nodes, check_output_dir, check_run, check_summary
 from src.config import ConfigError, check_data, check_known_keys, check_model, make_task
 from src.files import write_json
 from src.limits import check_cluster, check_memory, check_threads
@@ -156,6 +156,8 @@ def validate(cfg: DictConfig) -> tuple[Any, dict[str, Any], int]:
                 f"use {key} >= {task.windows_per_sequence * world}."
             )
     check_run(cfg, task)
+    if "summary" in cfg:
+        check_summary(OmegaConf.to_container(cfg.summary, resolve=True))
     check_progress(cfg.get("progress", True))
     if not isinstance(cfg.get("diagnostics", True), bool):
         raise ConfigError(

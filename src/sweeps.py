@@ -290,6 +290,7 @@ class Sweep:
     expected: int | None  # None: the sweeper does not fix its jobs in advance (Optuna)
     start: float  # when the sweep began (mtime of multirun.yaml or of the first job's config)
     trials: int | None = None  # jobs an Optuna study asks for
+    summary: dict[str, Any] = field(default_factory=dict)  # the config's summary.* (how to judge it)
 
     @property
     def swept(self) -> list[str]:
@@ -606,6 +607,13 @@ def load_sweep(folder: Path | str) -> Sweep:
         if all(_number(v) is not None for v in values[k]):
             values[k].sort(key=_number)
     sweeper = hydra.get("sweeper") or {}
+    summary = multirun.get("summary") if source.name == "multirun.yaml" else None
+    if summary is None:  # Optuna: the jobs' own configs hold it
+        first = next((p / ".hydra" / "config.yaml" for p in folders if (p / ".hydra" / "config.yaml").is_file()), None)
+        try:
+            summary = (_load_yaml(first) or {}).get("summary") if first is not None else None
+        except (OSError, yaml.YAMLError, AttributeError):
+            summary = None
     return Sweep(
         folder=folder,
         start=source.stat().st_mtime,
@@ -616,6 +624,7 @@ def load_sweep(folder: Path | str) -> Sweep:
         values=values,
         jobs=jobs,
         expected=len(expected) if expected is not None else None,
+        summary=summary if isinstance(summary, dict) else {},
     )
 
 
@@ -837,7 +846,10 @@ def choose_axes(sweep: Sweep, x: str | None = None, y: str | None = None) -> tup
     free = [k for k in sweep.swept if k != SEED_KEY]
     for key, name in ((x, "--x"), (y, "--y")):
         if key is not None and key not in free:
-            raise SweepError(f"{name}={key!r} is not a swept key of this sweep; choose one of: {', '.join(free)}.")
+            raise SweepError(
+                f"{name}={key!r} is not a swept key of this sweep; "
+                + (f"choose one of: {', '.join(free)}." if free else "it sweeps nothing but the seed.")
+            )
     if x is None and y is None and LAG_KEY in free and HIDDEN_KEY in free:
         x, y = HIDDEN_KEY, LAG_KEY
     numeric = [k for k in free if all(_number(v) is not None for v in sweep.values[k])]
@@ -975,15 +987,16 @@ def _slug(metric: str) -> str:
 
 def summarize(
     folder: Path | str,
-    metric: str = "test/exact",
-    threshold: float = 0.99,
+    metric: str | None = None,
+    threshold: float | None = None,
     out: Path | str | None = None,
     x: str | None = None,
     y: str | None = None,
     quiet: bool = False,
 ) -> dict[str, Path]:
     """Write jobs.csv, summary.md, heatmap PNGs and a TensorBoard run for a multirun folder into
-    `out` (default <folder>/summary); print where. Returns {what: path}."""
+    `out` (default <folder>/summary); print where. Returns {what: path}. The metric, threshold and
+    heatmap axes not given are the sweep's own (its config's `summary.*`, which a preset sets)."""
     try:
         return _summarize(folder, metric, threshold, out, x, y, quiet)
     except OSError as err:  # a read-only sweep folder, a full disk: said once, not as a traceback
@@ -995,14 +1008,20 @@ def summarize(
 
 def _summarize(
     folder: Path | str,
-    metric: str,
-    threshold: float,
+    metric: str | None,
+    threshold: float | None,
     out: Path | str | None,
     x: str | None,
     y: str | None,
     quiet: bool,
 ) -> dict[str, Path]:
     sweep = load_sweep(folder)
+    own = sweep.summary
+    metric = metric if metric is not None else str(own.get("metric") or "test/exact")
+    threshold = threshold if threshold is not None else float(own.get("threshold", 0.99))
+    free = [k for k in sweep.swept if k != SEED_KEY]  # the sweep's own axes where this run swept them
+    x = x if x is not None else (own.get("x") if own.get("x") in free else None)
+    y = y if y is not None else (own.get("y") if own.get("y") in free else None)
     out = Path(out) if out is not None else sweep.folder / SUMMARY
     if not any(j.status != "missing" for j in sweep.jobs):
         note = f"{sweep.folder} has no finished job yet"
@@ -1032,7 +1051,6 @@ def _summarize(
         images.append(heatmap(sweep, metric, threshold, out / f"heatmap_{_slug(metric)}.png", x, y))
         written["heatmap"] = images[0]
 
-    free = [k for k in sweep.swept if k != SEED_KEY]
     groups = group_table(sweep, free, metric, threshold)
     chance_key = f"chance/{metric.split('/')[-1]}"  # a metric without its baseline misleads
     g_header = [*free, "seeds", "solved [95% CI]", metric, "chance", "steps", "steps to target", "fit s"]
