@@ -185,7 +185,7 @@ def test_resume_trains_the_saved_config_and_only_budget_keys_may_change(killed, 
     assert (res.returncode, res.stderr.strip()) == (2, (
         f"error: task.lag cannot change when resuming {run}, which continues with its saved config; only "
         "trainer.max_steps, trainer.max_epochs, hardware.threads, trainer.enable_progress_bar, progress, samples, "
-        f"diagnostics, logger may change; to change task.lag, start a new run from its weights with init_from={last}."
+        f"diagnostics, logger, summary may change; to change task.lag, start a new run from its weights with init_from={last}."
     ))  # fmt: skip
     assert snapshot(run) == before  # a refused resume leaves no trace
 
