@@ -1034,11 +1034,14 @@ def write_result(
 
     command = " ".join(["python sweep.py border", *overrides])
     same = " ".join(shaping(overrides))  # the same search, wherever its jobs ran
+    inherited = False  # whether another search in this folder ran jobs this one reads (their time is theirs)
     try:  # the same search resumed: its time so far is added, so a rerun that trains nothing keeps it
         before = json.loads((folder / "border.json").read_text())
         if before.get("search") != same:  # another search in this folder (other lags, cells)
+            inherited = True
             raise ValueError
         wall, starts = wall + float(before.get("wall_s", 0.0)), int(before.get("starts", 1)) + 1
+        inherited = bool(before.get("inherited", False))
     except (OSError, ValueError, TypeError, AttributeError):
         starts = 1
     stops: dict[str, int] = {}
@@ -1058,7 +1061,8 @@ def write_result(
         f"{search.bits_text()}"
         "; state units = real numbers in the state: hidden (2 x hidden for lstm's (h, c) and for lru's "
         f"complex units). {n_jobs} job{'' if n_jobs == 1 else 's'}, {wall:.0f} s"
-        f"{f' over {starts} starts of the search' if starts > 1 else ''}."
+        f"{f' over {starts} starts of the search' if starts > 1 else ''}"
+        f"{' (its own time: it read jobs that an earlier search in this folder ran)' if inherited else ''}."
     )
     unfinished = [p for p in points if not p.done]
     if unfinished:
@@ -1090,6 +1094,7 @@ def write_result(
             "search": same,
             "wall_s": wall,
             "starts": starts,
+            "inherited": inherited,
         },
     )
     print(f"\n{note}\n\n{_text_table(header(search), rows)}\n\nWrote " + ", ".join(str(p) for p in written))
