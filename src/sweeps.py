@@ -916,10 +916,10 @@ def heatmap(
     for ax in list(axes.flat)[len(panels) :]:
         ax.axis("off")
     seeds = len(sweep.values.get(SEED_KEY, [])) or 1
-    fig.suptitle(
-        f"{metric}: mean over {seeds} seed{'s' if seeds > 1 else ''} (± sample std); solved: {rule(metric, threshold)}",
-        fontsize=10,
-    )
+    what = f"{metric}: mean over {seeds} seed{'s' if seeds > 1 else ''} (± sample std)"
+    judged = f"solved: {rule(metric, threshold)}"
+    fits = len(what) + len(judged) + 2 <= 10 * fig.get_figwidth()  # about 10 characters an inch at size 10
+    fig.suptitle(f"{what}{'; ' if fits else chr(10)}{judged}", fontsize=10)  # a narrow figure: two lines
     if image is not None:
         fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label=metric)
     path.parent.mkdir(parents=True, exist_ok=True)
