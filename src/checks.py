@@ -127,14 +127,15 @@ def check_nodes(cfg: DictConfig) -> None:
         _known("summary", _node("summary", c["summary"]), SUMMARY_KEYS)
 
 
-def check_summary(summary: Mapping[str, Any]) -> None:
+def check_summary(summary: Mapping[str, Any], task: Task) -> None:
     """summary.*: how sweep.py judges a sweep of this config. Checked with the rest of the config,
     so a preset or an override with a bad one fails before any job, not after the last."""
     metric = summary.get("metric")
-    if not isinstance(metric, str) or not metric.startswith(("val/", "test/")) or metric.count("/") != 1:
+    names = [m.split("/", 1)[1] for m in val_metrics(task)]
+    allowed = [f"{split}/{n}" for split in ("test", "val") for n in names]
+    if metric not in allowed:
         raise ConfigError(
-            f"summary.metric={metric!r} is not allowed; it must name a test or validation metric, "
-            "e.g. test/exact, test/acc, test/mse."
+            f"summary.metric={metric!r} is not allowed; it must be a metric this task logs: {', '.join(allowed)}."
         )
     threshold = summary.get("threshold")
     ok = isinstance(threshold, (int, float)) and not isinstance(threshold, bool) and math.isfinite(threshold)

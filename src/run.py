@@ -157,7 +157,7 @@ def validate(cfg: DictConfig) -> tuple[Any, dict[str, Any], int]:
             )
     check_run(cfg, task)
     if "summary" in cfg:
-        check_summary(OmegaConf.to_container(cfg.summary, resolve=True))
+        check_summary(OmegaConf.to_container(cfg.summary, resolve=True), task)
     check_progress(cfg.get("progress", True))
     if not isinstance(cfg.get("diagnostics", True), bool):
         raise ConfigError(
