@@ -72,8 +72,13 @@ def banner(cfg: DictConfig, out_dir: Path, net_kwargs: dict[str, Any], ckpt_path
     epochs, steps, per_epoch = trainer.get("max_epochs", -1), trainer.get("max_steps", -1), data.batches_per_epoch
     budget = [f"{epochs} epoch{'s' * (epochs != 1)} x {per_epoch} batches" if epochs and epochs > 0 else None]
     budget.append(f"at most {steps} steps" if steps and steps > 0 else None)
+    first = ""
+    if epochs and epochs > 0 and steps and steps > epochs * per_epoch:  # the epochs end it first
+        budget = [f"{epochs * per_epoch} steps"]
+        first = (f" ({epochs} epoch{'s' * (epochs != 1)} x {per_epoch} batches end it before trainer.max_steps={steps}; "
+                 "raise trainer.max_epochs to train longer)")  # fmt: skip
     lines.append(
-        f"budget: {', '.join(b for b in budget if b)} of {data.batch_size}; validation every "
+        f"budget: {', '.join(b for b in budget if b)} of {data.batch_size}{first}; validation every "
         f"{trainer.get('val_check_interval')} batches on {data.val_size} windows"
     )
     tr = (cfg.get("callbacks") or {}).get("target_reached")

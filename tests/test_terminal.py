@@ -117,7 +117,15 @@ def test_a_checkpoint_saved_before_first_hit_was_recorded_still_loads():
 
 def test_train_log_holds_what_the_terminal_showed(tmp_path):
     run = tmp_path / "run"
-    args = ["debug=fast", "logger=none", "data.val_size=200", "samples=2", f"hydra.run.dir={run}"]
+    # max_steps beyond what the one epoch holds: the banner says the epoch ends it (20 steps)
+    args = [
+        "debug=fast",
+        "logger=none",
+        "data.val_size=200",
+        "samples=2",
+        "trainer.max_steps=50",
+        f"hydra.run.dir={run}",
+    ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "HYDRA_FULL_ERROR": "0"}
     r = subprocess.run(
         [sys.executable, str(ROOT / "train.py"), *args],
@@ -131,6 +139,8 @@ def test_train_log_holds_what_the_terminal_showed(tmp_path):
     assert r.returncode == 0, r.stdout[-3000:]
     terminal = r.stdout.splitlines()
     assert terminal[0] == f"run folder: {run}"  # the banner comes first
+    assert any(line.startswith("budget: 20 steps of 64 (1 epoch x 20 batches end it before trainer.max_steps=50;")
+               for line in terminal), terminal[:8]  # fmt: skip
     assert any(line.startswith("step 10/20") and "val/exact" in line for line in terminal)
     assert (run / "train.log").read_text().splitlines() == terminal
     metrics = json.loads((run / "metrics.json").read_text())
