@@ -33,6 +33,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -1044,12 +1045,8 @@ def write_result(
         inherited = bool(before.get("inherited", False))
     except (OSError, ValueError, TypeError, AttributeError):
         starts = 1
-    stops: dict[str, int] = {}
-    for j in (j for p in points for j in p.jobs):
-        stops[str(j.get("stopped_by") or j.get("status"))] = (
-            stops.get(str(j.get("stopped_by") or j.get("status")), 0) + 1
-        )
-    n_jobs = sum(len(p.jobs) for p in points)
+    stops = Counter(str(j.get("stopped_by") or j.get("status")) for p in points for j in p.jobs)
+    n_jobs = sum(stops.values())
     note = (
         f"Smallest `model.hidden` of {search.sizes_text()} at which at least {search.share:.0%} of seeds "
         f"{search.seeds} reach `{search.rule()}` "
@@ -1089,7 +1086,7 @@ def write_result(
         folder / "border.json",
         {
             **(status or {"status": "completed", "exit_code": 0}),
-            "jobs": sum(len(p.jobs) for p in points),
+            "jobs": n_jobs,
             "command": command,
             "search": same,
             "wall_s": wall,
