@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from src.schema import ConfigError  # noqa: F401  (re-exported: one error class for every check)
+
 
 def registry_names(module: str, registry: str) -> tuple[str, ...]:
     """The names of registry `registry` (a dict literal with string keys) of `src/<module>.py`, read
@@ -30,10 +32,6 @@ TOPOLOGIES = ("auto", *registry_names("models.topologies", "TOPOLOGIES"))
 ATTENTION_SCORES = ("dot", "general")
 CELL_OPTIONS = {"lru": ("r_min", "r_max", "max_phase")}  # keys of the model node only one cell reads
 INITS = ("keras", "torch")
-
-
-class ConfigError(ValueError):
-    """A user-supplied config value that cannot work; the message is one sentence."""
 
 
 def _choice(key: str, value: Any, allowed: tuple[str, ...]) -> str:
