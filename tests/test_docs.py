@@ -1,0 +1,248 @@
+"""The README and the pages under docs/ stay honest: links resolve, the README's commands compose,
+and a results table quoted on a page is what the committed result file says.
+
+- Every relative link in README.md and docs/**/*.md names a file that exists, and a `#anchor` names
+  a heading of the page it points to (GitHub's anchor rule).
+- Every `python train.py ...`, `python eval.py RUN ...` and `python sweep.py <preset> ...` command
+  of README.md composes with Hydra's compose API (nothing is trained): a renamed group, option or
+  key fails here. Commands with a placeholder (`<run>`, `...`) are skipped.
+- A block between `<!-- from: PATH -->` and `<!-- end -->` is a verbatim run of lines of the
+  committed file PATH (a table that `sweep.py summarize`, `sweep.py border` or a docs script
+  wrote); a block between `<!-- border: PATH -->` and `<!-- end -->` is the condensed border grid
+  that `border_grid` builds from the committed border.csv at PATH. Regenerating a result file
+  without updating the page that quotes it fails here, naming the page.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+ROOT = Path(__file__).resolve().parents[1]
+README = ROOT / "README.md"
+PAGES = [README, *sorted((ROOT / "docs").rglob("*.md"))]
+LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
+MARKER = re.compile(r"^<!-- (from|border): (\S+) -->$")
+
+
+def _rel(path: Path) -> str:
+    return str(path.relative_to(ROOT))
+
+
+def _prose(text: str) -> list[str]:
+    """The lines of a markdown text outside ``` fences."""
+    out, fence = [], False
+    for line in text.splitlines():
+        if line.lstrip().startswith("```"):
+            fence = not fence
+        elif not fence:
+            out.append(line)
+    return out
+
+
+def anchors(page: Path) -> set[str]:
+    """GitHub's anchors of a page's headings: lower case, punctuation dropped, spaces to hyphens,
+    a repeated heading numbered -1, -2, ..."""
+    count: dict[str, int] = {}
+    found = set()
+    for line in _prose(page.read_text()):
+        m = re.match(r"#{1,6} (.*)", line)
+        if not m:
+            continue
+        slug = re.sub(r"[^\w\- ]", "", m.group(1).strip().lower()).replace(" ", "-")
+        found.add(f"{slug}-{count[slug]}" if slug in count else slug)
+        count[slug] = count.get(slug, 0) + 1
+    return found
+
+
+@pytest.mark.parametrize("page", PAGES, ids=_rel)
+def test_every_relative_link_resolves(page):
+    broken = []
+    for line in _prose(page.read_text()):
+        for target in LINK.findall(line):
+            if target.startswith(("http://", "https://", "mailto:")):
+                continue
+            path, _, frag = target.partition("#")
+            dest = (page.parent / path).resolve() if path else page
+            if not dest.exists():
+                broken.append(f"{target} (no file {dest})")
+            elif frag and dest.suffix == ".md" and frag not in anchors(dest):
+                broken.append(f"{target} (no heading #{frag} in {_rel(dest)})")
+    assert not broken, f"{_rel(page)}: broken links: {broken}"
+
+
+def test_anchor_rule_matches_github():
+    page = ROOT / "docs" / "sweeps.md"
+    assert "sweeppy-presets-and-summaries" in anchors(page)
+    assert "tutorial-extensions-missing-data-the-whole-sequence-a-linear-representation" in anchors(
+        ROOT / "docs" / "tutorial.md"
+    )
+
+
+# -- the README's commands compose -------------------------------------------------------------
+
+
+def commands(text: str) -> list[list[str]]:
+    """`python <script> ...` commands of a markdown text: from bash blocks (a trailing backslash
+    continues a line, `#` starts a comment) and from inline code spans."""
+    found, fence, buf = [], None, ""
+    for line in text.splitlines():
+        if line.lstrip().startswith("```"):
+            fence = None if fence is not None else line.strip().strip("`")
+            continue
+        if fence == "bash":
+            buf += line.rstrip("\\").split(" #")[0] + " "
+            if not line.endswith("\\"):
+                found.append(buf)
+                buf = ""
+        elif fence is None:
+            found += re.findall(r"`(python [^`]+)`", line)
+    out = []
+    for cmd in found:
+        words = shlex.split(cmd.split("&&")[-1].strip(), comments=True)
+        if len(words) >= 2 and words[0] in ("python", "python3") and words[1].endswith(".py"):
+            out.append(words[1:])
+    return out
+
+
+def _placeholder(word: str) -> bool:
+    return "<" in word or "..." in word or "$" in word or word.startswith("[")
+
+
+def _variants(overrides: list[str]) -> list[list[str]]:
+    """A multirun's overrides as single runs: each swept value once, the other keys at their first."""
+    split = [(o.split("=", 1)[0], o.split("=", 1)[1].split(",")) if "=" in o and "[" not in o else (o, None) for o in overrides]  # fmt: skip
+    first = [f"{k}={v[0]}" if v else k for k, v in split]
+    runs = [first]
+    for i, (k, values) in enumerate(split):
+        for v in (values or [])[1:]:
+            runs.append([*first[:i], f"{k}={v}", *first[i + 1 :]])
+    return runs
+
+
+def readme_compositions() -> list[tuple[str, list[str]]]:
+    """(the command as written, the train overrides it composes) for each README command that names
+    overrides; sweep.py presets compose as `+sweep=<preset>`."""
+    out = []
+    for words in commands(README.read_text()):
+        script, args = words[0], [w for w in words[1:] if w not in ("-m", "--multirun")]
+        shown = " ".join(words)
+        named = args[1:] if script == "eval.py" else args  # eval.py's first word is a run folder
+        if any(_placeholder(a) for a in named) or "--help" in args:
+            continue
+        if script == "train.py":
+            out.append((shown, args))
+        elif script == "eval.py" and args:
+            out.append((shown, args[1:]))  # the first word is the run folder
+        elif script == "sweep.py" and args and args[0] not in ("list", "summarize", "border"):
+            out.append((shown, [f"+sweep={args[0]}", *args[1:]]))
+    return out
+
+
+def test_readme_commands_are_found():
+    shown = [c for c, _ in readme_compositions()]
+    assert "train.py" in shown and "sweep.py hidden" in shown
+    assert any(c.startswith("train.py -m task.lag=1,2,4,8") for c in shown)
+
+
+def test_every_readme_command_composes():
+    failed = []
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        for shown, overrides in readme_compositions():
+            for one in _variants(overrides):
+                try:
+                    compose("train", overrides=one, return_hydra_config=True)
+                except Exception as e:  # noqa: BLE001 - every composition error is the finding
+                    failed.append(f"python {shown}: {one}: {type(e).__name__}: {e}")
+    assert not failed, "README commands that do not compose:\n" + "\n".join(failed)
+
+
+def test_a_stale_override_is_caught():
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        with pytest.raises(Exception, match="modle"):
+            compose("train", overrides=["modle.hidden=2"], return_hydra_config=True)
+    assert _variants(["task.lag=1,2", "model=rnn,gru"]) == [
+        ["task.lag=1", "model=rnn"],
+        ["task.lag=2", "model=rnn"],
+        ["task.lag=1", "model=gru"],
+    ]
+
+
+# -- quoted results equal the committed files --------------------------------------------------
+
+
+def quoted_blocks() -> list[tuple[Path, int, str, str, list[str]]]:
+    """(page, line, kind, source path, the lines between the markers) of every marked block."""
+    out = []
+    for page in PAGES:
+        lines = page.read_text().splitlines()
+        for i, line in enumerate(lines):
+            m = MARKER.match(line.strip())
+            if m:
+                end = next(j for j in range(i + 1, len(lines)) if lines[j].strip() == "<!-- end -->")
+                out.append((page, i + 1, m.group(1), m.group(2), lines[i + 1 : end]))
+    return out
+
+
+def border_grid(path: Path) -> list[str]:
+    """The condensed border table of a border.csv: a row per (cell, vocab), a column per lag or
+    delay, each entry `**smallest solving** (its solved seeds); largest failing: its solved seeds`,
+    or `**> max** (at max: solved seeds)` when no size solved."""
+    header, *rows = list(csv.reader(path.open()))
+    axis = header[2]  # lag or delay
+    steps = list(dict.fromkeys(r[2] for r in rows))
+    grid: dict[str, dict[str, str]] = {}
+    for cell, _vocab, step, small, small_k, fail, fail_k, *_ in rows:
+        small_k, fail_k = small_k.split(" [")[0], fail_k.split(" [")[0]
+        if small.startswith(">"):
+            entry = f"**{small}** (at {fail}: {fail_k})"
+        elif fail.startswith("none"):
+            entry = f"**{small}** ({small_k})"
+        else:
+            entry = f"**{small}** ({small_k}); {fail}: {fail_k}"
+        grid.setdefault(cell, {})[step] = entry
+    table = ["| cell | " + " | ".join(f"{axis} {s}" for s in steps) + " |", "|---" * (len(steps) + 1) + "|"]
+    for cell, entries in grid.items():
+        table.append(f"| {cell} | " + " | ".join(entries.get(s, "-") for s in steps) + " |")
+    return table
+
+
+def test_pages_quote_results():
+    blocks = quoted_blocks()
+    assert {"from", "border"} <= {kind for _, _, kind, _, _ in blocks}
+    stale = []
+    for page, line, kind, source, quoted in blocks:
+        path = ROOT / source
+        if not path.exists():
+            stale.append(f"{_rel(page)}:{line}: {source} does not exist")
+            continue
+        if kind == "border":
+            ok = quoted == border_grid(path)
+        else:
+            lines = path.read_text().splitlines()
+            ok = bool(quoted) and any(lines[k : k + len(quoted)] == quoted for k in range(len(lines)))
+        if not ok:
+            stale.append(f"{_rel(page)}:{line}: the block differs from {source}")
+    assert not stale, "pages quoting stale results:\n" + "\n".join(stale)
+
+
+def test_a_changed_number_is_caught(tmp_path):
+    source = ROOT / "docs" / "border" / "copy" / "border.csv"
+    text = source.read_text()
+    assert "lstm,10,1,16," in text
+    changed = tmp_path / "border.csv"
+    changed.write_text(text.replace("lstm,10,1,16,", "lstm,10,1,32,", 1))
+    assert border_grid(changed) != border_grid(source)
+    assert border_grid(source)[2].startswith("| lstm | **16** (5/5); 8: 2/5 |")
+
+
+def test_readme_is_a_front_door():
+    text = README.read_text()
+    assert len(text.splitlines()) <= 420
+    for heading in ("## Contents", "## How to add a task", "## How to add a cell", "## Where things are"):
+        assert heading in text
