@@ -30,7 +30,9 @@ def cases(budget: int) -> dict[str, list[str]]:
         for path in sorted((ROOT / "conf" / group).glob("*.yaml")):
             if path.stem.startswith("_"):
                 continue
-            out[f"{group}={path.stem}"] = [f"{group}={path.stem}", f"trainer.max_steps={budget}"]
+            case = [f"{group}={path.stem}", f"trainer.max_steps={budget}"]
+            # presets validate every few hundred steps or more: at least one validation inside the budget
+            out[f"{group}={path.stem}"] = case + ["trainer.val_check_interval=100"] * (group == "experiment")
     return out
 
 
