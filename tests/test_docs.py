@@ -3,9 +3,10 @@ and a results table quoted on a page is what the committed result file says.
 
 - Every relative link in README.md and docs/**/*.md names a file that exists, and a `#anchor` names
   a heading of the page it points to (GitHub's anchor rule).
-- Every `python train.py ...`, `python eval.py RUN ...` and `python sweep.py <preset> ...` command
-  of README.md composes with Hydra's compose API (nothing is trained): a renamed group, option or
-  key fails here. Commands with a placeholder (`<run>`, `...`) are skipped.
+- Every `python train.py ...`, `python eval.py RUN ...`, `python sweep.py <preset> ...` and
+  `python sweep.py border ...` command of README.md and the docs pages composes with Hydra's compose
+  API (nothing is trained): a renamed group, option or key fails here, naming the page. Commands
+  with a placeholder (`<run>`, `...`) are skipped; docs/bad_input.md's are refused on purpose.
 - A block between `<!-- from: PATH -->` and `<!-- end -->` is a verbatim run of lines of the
   committed file PATH (a table that `sweep.py summarize`, `sweep.py border` or a docs script
   wrote); a block between `<!-- border: PATH -->` and `<!-- end -->` is the condensed border grid
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
 
 ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
@@ -114,22 +116,32 @@ def _placeholder(word: str) -> bool:
     return "<" in word or "..." in word or "$" in word or word.startswith("[")
 
 
-def _variants(overrides: list[str]) -> list[list[str]]:
-    """A multirun's overrides as single runs: each swept value once, the other keys at their first."""
-    split = [(o.split("=", 1)[0], o.split("=", 1)[1].split(",")) if "=" in o and "[" not in o else (o, None) for o in overrides]  # fmt: skip
-    first = [f"{k}={v[0]}" if v else k for k, v in split]
-    runs = [first]
-    for i, (k, values) in enumerate(split):
-        for v in (values or [])[1:]:
-            runs.append([*first[:i], f"{k}={v}", *first[i + 1 :]])
-    return runs
+def _variants(overrides: list[str]) -> tuple[list[str], list[tuple[str, str]]]:
+    """A multirun's overrides as one run (every swept key at its first value), and the other
+    values of each swept config group as (group, option)."""
+    first, others = [], []
+    for o in overrides:
+        key, _, value = o.partition("=")
+        values = value.split(",") if value and "[" not in value else [value]
+        first.append(f"{key}={values[0]}" if value else o)
+        others += [(key.lstrip("+"), v) for v in values[1:]]
+    return first, others
 
 
-def readme_compositions() -> list[tuple[str, list[str]]]:
-    """(the command as written, the train overrides it composes) for each README command that names
-    overrides; sweep.py presets compose as `+sweep=<preset>`."""
+def _option_exists(group: str, option: str) -> bool:
+    """A config group's option: a yaml of conf/<group>/, or one of Hydra's own (hydra/launcher=basic)."""
+    if (ROOT / "conf" / group / f"{option}.yaml").exists():
+        return True
+    return group.startswith("hydra/") and option in ("basic", "submitit_local", "submitit_slurm", "joblib")
+
+
+def compositions(page: Path) -> list[tuple[str, list[str]]]:
+    """(the command as written, the train overrides it composes) for each command of a page that
+    names overrides: train.py's own, eval.py's after the run folder, a sweep.py preset's as
+    `+sweep=<preset>`, a border search's over the preset its axis names (its `border.*` keys are
+    its own, checked by `border_keys`)."""
     out = []
-    for words in commands(README.read_text()):
+    for words in commands(page.read_text()):
         script, args = words[0], [w for w in words[1:] if w not in ("-m", "--multirun")]
         shown = " ".join(words)
         named = args[1:] if script == "eval.py" else args  # eval.py's first word is a run folder
@@ -138,39 +150,87 @@ def readme_compositions() -> list[tuple[str, list[str]]]:
         if script == "train.py":
             out.append((shown, args))
         elif script == "eval.py" and args:
-            out.append((shown, args[1:]))  # the first word is the run folder
-        elif script == "sweep.py" and args and args[0] not in ("list", "summarize", "border"):
+            out.append((shown, args[1:]))
+        elif script == "sweep.py" and args and args[0] == "border":
+            rest = [a for a in args[1:] if not a.startswith("border.")]
+            preset = "copy_capacity" if any(a.startswith("task.delay=") for a in rest) else "capacity"
+            out.append((shown, [f"+sweep={preset}", *rest]))
+        elif script == "sweep.py" and args and args[0] not in ("list", "summarize"):
             out.append((shown, [f"+sweep={args[0]}", *args[1:]]))
     return out
 
 
-def test_readme_commands_are_found():
-    shown = [c for c, _ in readme_compositions()]
+def border_keys(page: Path) -> list[str]:
+    """The `border.<key>` overrides of a page's `sweep.py border` commands."""
+    return [
+        a.split("=", 1)[0]
+        for words in commands(page.read_text())
+        if words[:2] == ["sweep.py", "border"]
+        for a in words[2:]
+        if a.startswith("border.") and not _placeholder(a)
+    ]
+
+
+# bad_input.md's commands are refused on purpose (its own test runs them); the result folders'
+# pages (docs/<result>/**) record the commands that made them, as they were run.
+COMMAND_PAGES = [README, *sorted((ROOT / "docs").glob("*.md")), *sorted((ROOT / "docs" / "results").glob("*.md"))]
+COMMAND_PAGES.remove(ROOT / "docs" / "bad_input.md")
+
+
+def test_commands_are_found():
+    shown = [c for c, _ in compositions(README)]
     assert "train.py" in shown and "sweep.py hidden" in shown
     assert any(c.startswith("train.py -m task.lag=1,2,4,8") for c in shown)
+    border = ROOT / "docs" / "results" / "border.md"
+    assert any(c.startswith("sweep.py border") for c, _ in compositions(border))
+    assert "border.resolution" in border_keys(border)
 
 
-def test_every_readme_command_composes():
-    failed = []
+def test_every_command_composes():
+    """Each distinct command line composes once (every swept key at its first value); the other
+    values of a swept config group must name an option of that group."""
+    failed, seen = [], set()
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        for shown, overrides in readme_compositions():
-            for one in _variants(overrides):
+        for page in COMMAND_PAGES:
+            for shown, overrides in compositions(page):
+                first, others = _variants(overrides)
+                failed += [
+                    f"{_rel(page)}: python {shown}: {group}={option} is not an option of {group}"
+                    for group, option in others
+                    if (ROOT / "conf" / group).is_dir() and not _option_exists(group, option)
+                ]
+                if tuple(first) in seen:
+                    continue
+                seen.add(tuple(first))
                 try:
-                    compose("train", overrides=one, return_hydra_config=True)
+                    compose("train", overrides=first, return_hydra_config=True)
                 except Exception as e:  # noqa: BLE001 - every composition error is the finding
-                    failed.append(f"python {shown}: {one}: {type(e).__name__}: {e}")
-    assert not failed, "README commands that do not compose:\n" + "\n".join(failed)
+                    failed.append(f"{_rel(page)}: python {shown}: {type(e).__name__}: {e}")
+    assert not failed, "commands that do not compose:\n" + "\n".join(failed)
+
+
+def test_every_border_key_exists():
+    node = OmegaConf.load(ROOT / "conf" / "sweep" / "border.yaml").border
+    known = {*node, "dir", "metric"}  # dir: the search's folder; metric: the judge its axis names
+    unknown = [
+        f"{_rel(page)}: {key}"
+        for page in COMMAND_PAGES
+        for key in sorted(set(border_keys(page)))
+        if key.split(".", 1)[1] not in known
+    ]
+    assert not unknown, f"sweep.py border keys that conf/sweep/border.yaml lacks: {unknown}"
 
 
 def test_a_stale_override_is_caught():
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         with pytest.raises(Exception, match="modle"):
             compose("train", overrides=["modle.hidden=2"], return_hydra_config=True)
-    assert _variants(["task.lag=1,2", "model=rnn,gru"]) == [
-        ["task.lag=1", "model=rnn"],
-        ["task.lag=2", "model=rnn"],
-        ["task.lag=1", "model=gru"],
-    ]
+    assert _variants(["task.lag=1,2", "model=rnn,gru", "+sweep=capacity"]) == (
+        ["task.lag=1", "model=rnn", "+sweep=capacity"],
+        [("task.lag", "2"), ("model", "gru")],
+    )
+    assert _option_exists("model", "gru") and not _option_exists("model", "lsmt")
+    assert _option_exists("hydra/launcher", "parallel") and _option_exists("hydra/launcher", "basic")
 
 
 # -- quoted results equal the committed files --------------------------------------------------
