@@ -293,31 +293,3 @@ def check_model(model: Any, task: Task) -> dict[str, Any]:
         check_lru_ring(m.get("r_min", 0.0), m.get("r_max", 1.0), m.get("max_phase", 2 * math.pi))
     m["topology"] = topology
     return m
-
-
-DATA_KEYS = {"batch_size", "batches_per_epoch", "val_size", "test_size", "val_seed", "test_seed", "eval_batch_size",
-             "num_workers", "overfit_batches"}  # fmt: skip
-
-
-def check_data(data: Any, world_size: int = 1) -> None:
-    """Validate the `data` node. `batch_size` is global: it must split evenly over the ranks."""
-    d = dict(data)
-    check_known_keys("data", d, DATA_KEYS)
-    batch = _int("data.batch_size", d.get("batch_size"))
-    _int("data.batches_per_epoch", d.get("batches_per_epoch"))
-    _int("data.val_size", d.get("val_size"))
-    _int("data.test_size", d.get("test_size"))
-    _int("data.num_workers", d.get("num_workers", 0), 0)
-    _int("data.eval_batch_size", d.get("eval_batch_size", 4096))
-    _int("data.overfit_batches", d.get("overfit_batches", 0), 0)
-    for key in ("val_seed", "test_seed"):  # numpy's SeedSequence takes non-negative integers
-        seed = d.get(key, 0)
-        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
-            raise ConfigError(f"data.{key}={seed!r} is not allowed; it must be an integer in [0, 2**32).")
-    if batch % world_size:
-        raise ConfigError(
-            f"data.batch_size={batch} does not split over {world_size} processes; use a multiple of {world_size}."
-        )
-    for key in ("val_size", "test_size"):
-        if d[key] < world_size:
-            raise ConfigError(f"data.{key}={d[key]} is smaller than the {world_size} processes that share it.")

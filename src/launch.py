@@ -396,7 +396,7 @@ class RunDirCheck(Callback):
 
 
 def _check_or_exit(key: str, path: Path) -> None:
-    from src.checks import check_output_dir
+    from src.run_config import check_output_dir
 
     try:
         check_output_dir(key, path)

@@ -1,5 +1,5 @@
-"""What the machine can hold: the memory a config needs, thread counts and multi-node runs, all
-checked in `src.run.validate` before anything is built.
+"""What the machine can hold: the memory a config needs, checked in `src.run_config.validate`
+before anything is built (threads and nodes: src/hardware.py).
 
 The memory estimate adds up the tensors a run keeps alive at its peak (float32 = 4 bytes, integer
 inputs and targets = 8): a training batch and its one-hot inputs, the two evaluation sets (and the
@@ -20,17 +20,6 @@ from src.config import ConfigError, Task
 
 GATES = {"rnn": 1, "gru": 3, "lstm": 4, "lru": 3, "mingru": 2}  # lru, mingru: weight matrices per layer, roughly
 GB = 1024**3
-# Environment variables by which Lightning's cluster environments (plain torchrun/launch with
-# MASTER_ADDR + NODE_RANK, SLURM, TorchElastic, LSF, Kubeflow) tell a process where it runs.
-CLUSTER_VARS = (("MASTER_ADDR", "NODE_RANK"), ("SLURM_NTASKS",), ("TORCHELASTIC_RUN_ID",), ("LSB_JOBID",))
-
-
-def cores() -> int:
-    """CPU cores this process may run on (a container's or a scheduler's cpuset, not the host's)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
 
 
 def available_memory(accelerator: str) -> tuple[int, str]:
@@ -137,23 +126,3 @@ def check_memory(task: Task, net: dict[str, Any], data: dict[str, Any], hw: dict
         f"machine; lower {PART_KEYS[top]} (data.batch_size={data['batch_size']}, task.context={task.context}, "
         f"task.vocab={task.vocab}, model.hidden={net['hidden']})."
     )
-
-
-def check_threads(threads: Any) -> None:
-    """More torch threads than cores only adds contention (and thousands exhaust the process)."""
-    n = cores()
-    if threads is not None and threads > n:
-        raise ConfigError(
-            f"hardware.threads={threads} exceeds the {n} CPU cores this process may use; use an integer "
-            f"from 1 to {n} (or null: torch's default)."
-        )
-
-
-def check_cluster(num_nodes: int) -> None:
-    """num_nodes > 1 on one machine waits forever for nodes that never connect."""
-    if num_nodes > 1 and not any(all(v in os.environ for v in group) for group in CLUSTER_VARS):
-        raise ConfigError(
-            f"hardware.num_nodes={num_nodes} needs a cluster environment that tells each machine its rank "
-            "(MASTER_ADDR and NODE_RANK, or a SLURM, TorchElastic or LSF job), and none is set here; on one machine "
-            "use hardware.num_nodes=1 and hardware.devices for the processes."
-        )

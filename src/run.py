@@ -12,11 +12,12 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from src import signals
-from src.checks import build, check_checkpoint, check_ckpt_path, check_nodes, check_output_dir, check_run, check_summary
-from src.config import ConfigError, check_data, check_known_keys, check_model, make_task
+from src.checks import check_checkpoint, check_ckpt_path
+from src.config import ConfigError
 from src.files import write_json
-from src.limits import check_cluster, check_memory, check_threads
-from src.terminal import banner, check_progress, keep_log, logged_run, print_summary, weights_used
+from src.hardware import build_strategy
+from src.run_config import build, check_output_dir, validate
+from src.terminal import banner, keep_log, logged_run, print_summary, weights_used
 
 T_PROCESS = time.perf_counter()  # first import of this module ~ process start-up end
 
@@ -63,114 +64,6 @@ def quiet_framework() -> None:
         warnings.filterwarnings("ignore", message=pattern)
 
 
-STRATEGIES = ("auto", "ddp")
-PRECISIONS = ("32-true", "64-true", "bf16-mixed", "16-mixed")
-BACKENDS = ("gloo", "nccl")
-
-
-def check_hardware(hw: Any) -> int:
-    """Validate the `hardware` node; return the number of processes (world size)."""
-    h = dict(hw)
-    check_known_keys(
-        "hardware", h, {"accelerator", "devices", "num_nodes", "strategy", "backend", "precision", "threads"}
-    )
-    allowed = ("cpu", "gpu")
-    if h.get("accelerator") not in allowed:
-        raise ConfigError(f"hardware.accelerator={h.get('accelerator')!r} is not allowed; choose one of: cpu, gpu.")
-    for key in ("devices", "num_nodes"):
-        v = h.get(key)
-        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise ConfigError(f"hardware.{key}={v!r} is not allowed; it must be an integer >= 1.")
-    check_cluster(h["num_nodes"])
-    if h.get("strategy") not in STRATEGIES:
-        raise ConfigError(f"hardware.strategy={h.get('strategy')!r} is not allowed; choose one of: auto, ddp.")
-    world = h["devices"] * h["num_nodes"]
-    if world > 1 and h["strategy"] != "ddp":
-        raise ConfigError(
-            f"hardware.devices={h['devices']} with hardware.num_nodes={h['num_nodes']} runs {world} processes, "
-            "which needs hardware.strategy=ddp; use hardware=ddp."
-        )
-    if h.get("precision") not in PRECISIONS:
-        raise ConfigError(
-            f"hardware.precision={h.get('precision')!r} is not allowed; choose one of: {', '.join(PRECISIONS)}."
-        )
-    if h["precision"] == "16-mixed" and h["accelerator"] == "cpu":
-        raise ConfigError("hardware.precision='16-mixed' needs a GPU (CPUs have no fp16 autocast); use bf16-mixed.")
-    backend = h.get("backend")
-    if backend is not None and backend not in BACKENDS:
-        raise ConfigError(f"hardware.backend={backend!r} is not allowed; choose null (automatic), gloo or nccl.")
-    if backend == "nccl" and h["accelerator"] != "gpu":
-        raise ConfigError("hardware.backend='nccl' needs hardware.accelerator=gpu; use gloo (or null) on CPU.")
-    if h["accelerator"] == "gpu":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise ConfigError(
-                "hardware.accelerator='gpu' needs a CUDA device, but torch.cuda.is_available() is False on this "
-                "machine; use hardware=cpu (or hardware=ddp, which runs on CPU)."
-            )
-        if h["devices"] > torch.cuda.device_count():
-            raise ConfigError(
-                f"hardware.devices={h['devices']} exceeds the {torch.cuda.device_count()} CUDA devices here."
-            )
-    threads = h.get("threads")
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        raise ConfigError(f"hardware.threads={threads!r} is not allowed; use null or an integer >= 1.")
-    check_threads(threads)
-    return world
-
-
-def build_strategy(hw: Any) -> Any:
-    """`ddp`: Lightning's DDP, relaunching the script once per extra device (see src/launch.py for
-    how that fits Hydra); backend null picks gloo on CPU and nccl on CUDA."""
-    if hw.strategy != "ddp":
-        return hw.strategy
-    from pytorch_lightning.strategies import DDPStrategy
-
-    return DDPStrategy(process_group_backend=hw.get("backend"))
-
-
-def validate(cfg: DictConfig) -> tuple[Any, dict[str, Any], int]:
-    """Every check that can fail on user input, before anything is built."""
-    check_nodes(cfg)
-    model = OmegaConf.to_container(cfg.model, resolve=True)
-    task = make_task(OmegaConf.to_container(cfg.task, resolve=True), tbptt=model.get("tbptt", 1))
-    net_kwargs = check_model(model, task)
-    world = check_hardware(cfg.hardware)
-    check_data(OmegaConf.to_container(cfg.data, resolve=True), world)
-    if task.stateful and (cfg.data.batch_size // world) < 1:
-        raise ConfigError("data.batch_size must give every process at least one stream.")
-    rows = cfg.data.batch_size // world
-    if task.stateful_windows and task.windows_per_sequence % rows:
-        raise ConfigError(
-            f"data.batch_size={cfg.data.batch_size} ({rows} per process) does not divide "
-            f"task.windows_per_sequence={task.windows_per_sequence}: a batch of stateful windows would straddle "
-            "two sequences; use a batch size that divides it."
-        )
-    for key in ("val_size", "test_size") if task.stateful_windows else ():
-        n_seq = -(-cfg.data[key] // task.windows_per_sequence)  # whole sequences, rounded up
-        if n_seq < world:
-            raise ConfigError(
-                f"data.{key}={cfg.data[key]} makes {n_seq} sequence(s) of task.windows_per_sequence="
-                f"{task.windows_per_sequence} stateful windows, fewer than the {world} processes that share them; "
-                f"use {key} >= {task.windows_per_sequence * world}."
-            )
-    check_run(cfg, task)
-    if "summary" in cfg:
-        check_summary(OmegaConf.to_container(cfg.summary, resolve=True), task)
-    check_progress(cfg.get("progress", True))
-    if not isinstance(cfg.get("diagnostics", True), bool):
-        raise ConfigError(
-            f"diagnostics={cfg.diagnostics!r} is not allowed; use true (probe the trained network) or false."
-        )
-    from src.launch import is_primary
-
-    if is_primary():  # for all of its processes; the others would see memory rank 0 already holds
-        hw = OmegaConf.to_container(cfg.hardware, resolve=True)
-        check_memory(task, net_kwargs, OmegaConf.to_container(cfg.data, resolve=True), hw, world)
-    return task, net_kwargs, world
-
-
 def build_net(task: Any, net_kwargs: dict[str, Any]):
     """Instantiate the network from the model node, adding the shapes the task implies."""
     from hydra.utils import instantiate
@@ -183,7 +76,10 @@ def build_net(task: Any, net_kwargs: dict[str, Any]):
 
 
 def sample_table(module: Any, dm: Any, n: int) -> list[dict[str, Any]]:
-    """Expected vs predicted on the first n test windows."""
+    """Expected vs predicted on the first n test windows; none for n=0 (`samples=0`), without a
+    forward pass over an empty batch, which a topology that reshapes its window cannot take."""
+    if n == 0:
+        return []
     import torch
 
     x, y, mask = (t[:n] for t in dm.test_set)

@@ -29,13 +29,6 @@ from src.config import ConfigError
 LOG_NAME = "train.log"
 
 
-def check_progress(value: Any) -> bool:
-    """`progress` turns the banner and the progress lines on or off."""
-    if not isinstance(value, bool):
-        raise ConfigError(f"progress={value!r} is not allowed; use true (banner and progress lines) or false.")
-    return value
-
-
 def fmt(v: Any) -> str:
     """A metric value as printed: 4 significant digits for floats."""
     return f"{v:.4g}" if isinstance(v, float) else str(v)

@@ -17,7 +17,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf, open_dict
 
 from src.config import ConfigError
-from src.limits import cores
+from src.hardware import cores
 from src.run import train
 from tests.conftest import CONF, ROOT, run_cli
 from tests.run_helpers import snapshot
@@ -31,6 +31,10 @@ REPRESENTATIVE = {
     "python train.py hardware=gpu",
     "python train.py hardware.threads=10000",
     "python predict.py $RUN 1 2 3",
+    # eval.py's overrides get a run's checks: shared bad inputs through the real command line
+    "python eval.py $RUN data.test_size=0",
+    "python eval.py $RUN data.test_seed=-1",
+    "python eval.py $RUN task.context=100000000",
     "python sweep.py nosuch",
     # a resume of a run's own folder is checked on the command line, before Hydra
     "python train.py ckpt_path=$KILLED/checkpoints/last.ckpt task.lag=3",

@@ -9,7 +9,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from src.config import ConfigError, check_model, make_task
-from src.limits import available_memory, check_cluster, memory_estimate
+from src.hardware import check_cluster
+from src.limits import available_memory, memory_estimate
 from src.run import train, validate
 from tests.conftest import CONF, run_cli
 from tests.run_helpers import read_metrics
