@@ -65,15 +65,18 @@ def parse_overrides(words: list[str]) -> dict[str, Any]:
     return out
 
 
-def eval_config(run_dir: Path, overrides: dict[str, Any]) -> Any:
-    """The run's saved config with the overrides applied (read as predict.py reads it)."""
-    from predict import load_task
+def eval_config(run_dir: Path, overrides: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
+    """The run's saved config with the overrides applied, checked as train.py checks a run (the
+    memory estimate included), for this process: one CPU device, the run folder as its paths."""
+    from predict import load_task, run_config
+    from src.run_config import validate
 
     load_task(run_dir)  # one sentence for a missing or damaged run folder
-    cfg = OmegaConf.load(run_dir / ".hydra" / "config.yaml")
+    cfg = run_config(run_dir)
     for key, value in overrides.items():
         OmegaConf.update(cfg, key, value, force_add=True)
-    return cfg
+    task, net_kwargs, _ = validate(cfg)
+    return cfg, task, net_kwargs
 
 
 def out_folder(run_dir: Path, overrides: dict[str, Any], out: Path | None) -> Path:
@@ -86,14 +89,12 @@ def out_folder(run_dir: Path, overrides: dict[str, Any], out: Path | None) -> Pa
     return out
 
 
-def evaluate(cfg: Any, run_dir: Path, samples: int) -> tuple[dict[str, Any], list[dict[str, Any]], Path]:
+def evaluate(
+    cfg: Any, task: Any, net_kwargs: dict[str, Any], run_dir: Path, samples: int
+) -> tuple[dict[str, Any], list[dict[str, Any]], Path]:
     """Test metrics of the run's weights on the (changed) task's fresh test set, with chance levels."""
     from predict import load_net
-    from src.config import check_model, make_task
 
-    model = OmegaConf.to_container(cfg.model, resolve=True)
-    task = make_task(OmegaConf.to_container(cfg.task, resolve=True), tbptt=model.get("tbptt", 1))
-    net_kwargs = check_model(model, task)
     try:
         net, ckpt = load_net(run_dir, task, net_kwargs)
     except ConfigError as err:
@@ -176,9 +177,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         overrides = parse_overrides(args.overrides)
-        cfg = eval_config(args.run, overrides)
+        cfg, task, net_kwargs = eval_config(args.run, overrides)
         out = out_folder(args.run, overrides, args.out)
-        metrics, rows, ckpt = evaluate(cfg, args.run, int(cfg.get("samples") or 0))
+        metrics, rows, ckpt = evaluate(cfg, task, net_kwargs, args.run, cfg.samples)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

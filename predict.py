@@ -26,11 +26,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from omegaconf import OmegaConf
+from omegaconf import DictConfig, OmegaConf
 
-from src.config import ConfigError, Task, check_model, make_task
+from src.config import ConfigError, Task
+from src.hardware import cores
+from src.run_config import validate
 
 CHECKPOINTS = ("best.ckpt", "last.ckpt")
+ONE_CPU = {"accelerator": "cpu", "devices": 1, "num_nodes": 1, "strategy": "auto", "precision": "32-true"}
 
 
 def load_run(run_dir: Path) -> tuple[Task, Any, Path]:
@@ -42,6 +45,17 @@ def load_run(run_dir: Path) -> tuple[Task, Any, Path]:
 
 def load_task(run_dir: Path) -> tuple[Task, dict[str, Any]]:
     """The run's task and network arguments from its saved config, checked as train.py did."""
+    cfg = run_config(run_dir)
+    try:
+        task, net_kwargs, _ = validate(cfg, memory=False)
+    except ConfigError as err:
+        raise ConfigError(f"{run_dir / '.hydra' / 'config.yaml'} holds a config train.py would refuse: {err}") from None
+    return task, net_kwargs
+
+
+def run_config(run_dir: Path) -> DictConfig:
+    """A run folder's saved config, as this process runs it: on one CPU device with at most its
+    cores as threads (not the GPU or the DDP ranks it trained on), the run folder as its paths."""
     if not run_dir.is_dir():
         raise ConfigError(f"run folder {run_dir} does not exist; pass a folder that train.py wrote (outputs/runs/...).")
     cfg_path = run_dir / ".hydra" / "config.yaml"
@@ -49,18 +63,17 @@ def load_task(run_dir: Path) -> tuple[Task, dict[str, Any]]:
         raise ConfigError(f"{run_dir} has no .hydra/config.yaml, so it is not a run folder written by train.py.")
     try:
         cfg = OmegaConf.load(cfg_path)
-        model = OmegaConf.to_container(cfg.model, resolve=True)
-        task = make_task(OmegaConf.to_container(cfg.task, resolve=True), tbptt=model.get("tbptt", 1))
-        net_kwargs = check_model(model, task)
-    except ConfigError as err:
-        raise ConfigError(f"{cfg_path} holds a config train.py would refuse: {err}") from None
-    except Exception as err:  # not YAML, not a mapping, no task or model node
+        threads = cfg.hardware.get("threads")
+        cfg.hardware = {**ONE_CPU, "threads": None if threads is None else min(threads, cores())}
+        cfg.paths.output_dir = str(run_dir)  # Hydra's run folder when it trained
+        OmegaConf.to_container(cfg, resolve=True)
+    except Exception as err:  # not YAML, not a mapping, no hardware or paths node
         first = str(err).strip().splitlines()[0].rstrip(".") if str(err).strip() else ""
         raise ConfigError(
             f"{cfg_path} cannot be read as a run config ({type(err).__name__}: {first}); it is damaged or not "
             "written by train.py."
         ) from None
-    return task, net_kwargs
+    return cfg
 
 
 def load_net(run_dir: Path, task: Task, net_kwargs: dict[str, Any]) -> tuple[Any, Path]:
