@@ -8,7 +8,8 @@ This tells a memorised delay line from genuine recall: a network trained at lag 
 other lags and lengths. The run's saved config (`.hydra/config.yaml`) is the starting point; the
 overrides may change `task.*` keys and the evaluation set (`data.test_size`, `data.test_seed`,
 `data.eval_batch_size`), `samples` and `hardware.threads`; the vocabulary and encoding stay (they
-fix the weights' sizes). The test set is drawn from the run's `data.test_seed` unless changed, so an
+fix the weights' sizes). The changed config goes through train.py's checks (`src.run_config.validate`,
+the memory estimate included), so a value train.py refuses is refused here, in the same sentence. The test set is drawn from the run's `data.test_seed` unless changed, so an
 evaluation without overrides reproduces the run's own test result, which checks the loading;
 `data.test_seed=S` draws another one. The weights are the run's `best.ckpt`
 (else `last.ckpt`), as predict.py loads them. Results go to a new folder beside the run,

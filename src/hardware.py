@@ -38,7 +38,12 @@ class Hardware(Node):
     num_nodes: PosInt
     strategy: Literal["auto", "ddp"]
     precision: Literal["32-true", "64-true", "bf16-mixed", "16-mixed"]
-    threads: Annotated[int, Field(ge=1)] | None
+    threads: int | None = Field(
+        ge=1,
+        json_schema_extra={
+            "allowed": f"use null (torch's default) or an integer from 1 to {cores()} (the CPU cores this process may use)"
+        },
+    )
     backend: Annotated[
         Literal["gloo", "nccl"] | None, Field(json_schema_extra={"allowed": "choose null (automatic), gloo or nccl"})
     ] = None

@@ -39,7 +39,12 @@ class Data(Node):
     test_size: PosInt
     val_seed: Seed
     test_seed: Seed
-    num_workers: NonNegInt
+    num_workers: int = Field(
+        ge=0,
+        json_schema_extra={
+            "allowed": f"it must be an integer from 0 to {cores()} (the CPU cores this process may use)"
+        },
+    )
     overfit_batches: NonNegInt
     eval_batch_size: PosInt = 4096  # rows per evaluation batch: bounds the memory of one forward pass
 
