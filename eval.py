@@ -66,6 +66,23 @@ def parse_overrides(words: list[str]) -> dict[str, Any]:
     return out
 
 
+def run_of_ckpt_path(run: Path) -> Path:
+    """`ckpt_path=<run>/checkpoints/best.ckpt` (lightning-hydra-template's eval.py habit) names the
+    run whose checkpoint eval.py evaluates: its best.ckpt, else last.ckpt."""
+    word = str(run)
+    if not word.startswith("ckpt_path="):
+        return run
+    ckpt = Path(word.split("=", 1)[1])
+    folder = ckpt.parent.parent
+    used = next((p for p in (ckpt.parent / "best.ckpt", ckpt.parent / "last.ckpt") if p.is_file()), None)
+    if ckpt.parent.name != "checkpoints" or used is None or ckpt.resolve() != used.resolve():
+        raise ConfigError(
+            f"{word}: eval.py evaluates a run folder's checkpoints/best.ckpt (else last.ckpt); pass the run folder, "
+            f"python eval.py {folder if ckpt.parent.name == 'checkpoints' else '<run folder>'} [task.<key>=VALUE ...]."
+        )
+    return folder
+
+
 def eval_config(run_dir: Path, overrides: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
     """The run's saved config with the overrides applied, checked as train.py checks a run (the
     memory estimate included), for this process: one CPU device, the run folder as its paths."""
@@ -177,6 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="the folder to write (default: beside the run)")
     args = parser.parse_args(argv)
     try:
+        args.run = run_of_ckpt_path(args.run)
         overrides = parse_overrides(args.overrides)
         cfg, task, net_kwargs = eval_config(args.run, overrides)
         out = out_folder(args.run, overrides, args.out)

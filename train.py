@@ -24,6 +24,9 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 # A random suffix keeps two runs started in the same second in separate folders; cached so every
 # reference within one process resolves to the same value.
 OmegaConf.register_new_resolver("uid", lambda: secrets.token_hex(3), use_cache=True)
+# What a run trains, for its folder name (so TensorBoard's run names say it): task, cell, and the
+# topology where one was chosen (`auto` resolves later, from the task).
+OmegaConf.register_new_resolver("trained", lambda *parts: "_".join(str(p) for p in parts if p not in (None, "auto")))
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
@@ -114,11 +117,13 @@ def record_interrupt(signum: int) -> None:
 
 
 if __name__ == "__main__":
+    from src.command_line import template_habits
     from src.config import ConfigError
     from src.launch import check_plugins, resume_argv
 
     try:
         try:  # before Hydra, which would otherwise create a new run folder for a resume
+            sys.argv = template_habits(sys.argv)
             check_plugins(sys.argv)
             sys.argv = resume_argv(sys.argv)
         except ConfigError as err:

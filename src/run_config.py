@@ -69,6 +69,7 @@ class Run(Node):
     callbacks: dict[str, Any] | None = None
     logger: dict[str, Any] | None = None
     summary: dict[str, Any] | None = None  # absent from the configs of runs made before it existed
+    tags: list[Any] | None = None  # free labels (tags=[a,b]), recorded as an HParams column; absent before them
 
     @model_validator(mode="before")
     @classmethod

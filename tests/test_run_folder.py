@@ -57,6 +57,7 @@ def test_tensorboard_has_scalars_hparams_and_samples(tmp_path):
         acc.Reload()
         for kind in tags:
             tags[kind] += acc.Tags()[kind]
-    assert {"val/exact", "val/acc", "val_chance/acc", "train/loss"} <= set(tags["scalars"])
+    assert {"val/exact", "val/acc", "train/loss"} <= set(tags["scalars"])
+    assert list((run / "tb" / "chance").glob("events.out.tfevents.*"))  # the chance levels: a run beside it
     assert any(t.startswith("samples/test") for t in tags["tensors"])  # text summaries are tensors
     assert any("_hparams_" in t for t in tags["tensors"]) or (run / "tb" / "hparams.yaml").exists()

@@ -8,6 +8,7 @@ Budgets: 60 steps, a validation every 20, train/loss every 20 (and the last batc
 from __future__ import annotations
 
 import json
+import math
 import socket
 import subprocess
 import sys
@@ -100,7 +101,10 @@ class TensorBoard:
             try:
                 tags = self.get("/data/plugin/scalars/tags")
                 text = self.get("/data/plugin/text/tags")
-                if all("test/exact" in tags.get(r, {}) and text.get(r) for r in runs):
+                if all(
+                    "val/exact" in tags.get(r, {}) and "val/exact" in tags.get(f"{r}/test", {}) and text.get(r)
+                    for r in runs
+                ):
                     return
             except OSError:
                 pass
@@ -149,7 +153,8 @@ def test_curves_sit_at_the_steps_that_measured_them(board: TensorBoard, logdir: 
         # every 20 steps up to the last one, beside the validations; none before training (step 0)
         assert [s for s, _ in train] == list(range(20, steps + 1, 20)), (run, train)
         assert train[-1][1] == pytest.approx(metrics["train/loss"], rel=1e-6)
-        assert [s for s, _ in board.scalars(run, "test/exact")] == [steps]
+        # the test result: the test run's point on the val card, at the last step
+        assert board.scalars(f"{run}/test", "val/exact") == [(steps, pytest.approx(metrics["test/exact"], rel=1e-6))]
 
 
 def test_train_loss_is_the_loss_at_its_step(board: TensorBoard, logdir: Path) -> None:
@@ -177,28 +182,57 @@ def test_train_loss_is_the_loss_at_its_step(board: TensorBoard, logdir: Path) ->
         assert logged[step] == pytest.approx(loss, rel=1e-5), step
 
 
+def _natural(tag: str) -> list:
+    """TensorBoard's Time Series order of tags (and so of card groups): digits and `/` before
+    letters, numbers by value, then by character."""
+    import re
+
+    return [(0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"(\d+)", tag.replace("/", "\0"))]
+
+
 def test_dashboard_groups(board: TensorBoard) -> None:
-    """train/val/test come first (TensorBoard sorts card groups by name); chance levels and the
-    end-of-run numbers one group each after them; no `epoch` card."""
-    tags = board.get("/data/plugin/scalars/tags")["run/tb"]
-    assert sorted({t.split("/")[0] for t in tags}) == ["test", "train", "val", "val_chance", "val_target"]
-    assert board.scalars("run/tb", "val_chance/exact") == [(s, pytest.approx(0.01)) for s in (20, 40, 60)]
+    """Time Series opens the first two card groups (by name): `train` and `val`, the curves. No
+    single-dot `test` group: the test result is the `test` run's point on each val card, and each
+    chance level the `chance` run's flat line on it; the end-of-run numbers and what the network
+    holds sort after them; no `epoch` card."""
+    tags = board.get("/data/plugin/scalars/tags")
+    groups = sorted({t.split("/")[0] for run in tags for t in tags[run]}, key=_natural)
+    assert groups[:2] == ["train", "val"] and set(groups) == {"train", "val", "val_target", "weights"}, groups
+    assert set(tags["run/tb"]) >= {"train/loss", "val/exact", "val/acc", "val/loss", "val_target/steps"}
+    assert set(tags["run/tb/test"]) == {"val/exact", "val/acc", "val/loss"}
+    assert board.scalars("run/tb/chance", "val/exact") == [(s, pytest.approx(0.01)) for s in (20, 40, 60)]
+    assert board.scalars("run/tb/chance", "train/loss") == [(s, pytest.approx(math.log(100))) for s in (20, 40, 60)]
     layout = board.get("/data/plugin/custom_scalars/layout")
     charts = {c["title"]: c["multiline"]["tag"] for cat in layout["category"] for c in cat["chart"]}
-    assert charts["val/exact"] == ["^val/exact$", "^val_chance/exact$"]
+    assert charts["val/exact"] == ["^val/exact$"]  # the run, its chance level and its test result
+
+
+def test_the_result_and_how_to_read_it_are_served(board: TensorBoard, logdir: Path) -> None:
+    q = urllib.parse.urlencode({"run": "run/tb", "tag": "result/summary"})
+    (entry,) = board.get(f"/data/plugin/text/text?{q}")
+    metrics = _metrics(logdir, "run/tb")
+    assert entry["step"] == RUN_STEPS and f"{metrics['test/exact']:.4g}" in entry["text"]
+    assert "smoothing=0" in entry["text"]  # what TensorBoard's default smoothing hides, and how to turn it off
 
 
 def test_hparams_list_the_chosen_hyperparameters_and_final_metrics(board: TensorBoard, logdir: Path) -> None:
     experiment = board.post("/data/plugin/hparams/experiment", {"experimentName": "", "includeMetrics": True})
     names = [h["name"] for h in experiment["hparamInfos"]]
+    # the plugin sorts `differs` first and the UI shows five: marked are what was trained and the
+    # overrides (the swept key among them), not what stayed at its default
+    first = [h["name"] for h in experiment["hparamInfos"] if h.get("differs")]
+    assert {"task.name", "model.cell", "model.topology", "model.hidden"} <= set(first), first
+    assert "data.batch_size" not in first and names[: len(first)] == first
     for key in ("task.name", "model.cell", "model.hidden", "task.lag", "task.context", "optim.optimizer.lr", "seed"):
         assert key in names
     assert not [n for n in names if "_target_" in n or n.startswith(("paths.", "hydra.", "callbacks.", "progress"))], (
         names
     )
     assert "model.hidden" in [h["name"] for h in experiment["hparamInfos"] if h.get("differs")]
-    metric_tags = {m["name"]["tag"] for m in experiment["metricInfos"]}
-    assert {"val/exact", "test/exact", "val_chance/exact", "val_target/steps"} <= metric_tags
+    shown = [m["displayName"] for m in experiment["metricInfos"]]
+    assert shown[:4] == ["test/exact", "test/acc", "test/loss", "steps to target"], shown
+    assert {"val/exact", "chance/exact", "steps", "memory capacity"} <= set(shown)
+    by_name = {m["displayName"]: m["name"] for m in experiment["metricInfos"]}
 
     groups = board.post(
         "/data/plugin/hparams/session_groups",
@@ -218,11 +252,16 @@ def test_hparams_list_the_chosen_hyperparameters_and_final_metrics(board: Tensor
         hidden = 50 if run == "run/tb" else int(run.split("=")[1].split("/")[0])
         assert group["hparams"]["model.hidden"] == hidden
         assert group["hparams"]["task.name"] == "echo_lag" and group["hparams"]["seed"] == 0
-        values = {m["name"]["tag"]: m["value"] for m in group["metricValues"]}
+        values = {
+            shown: v["value"]
+            for v in group["metricValues"]
+            for shown, name in by_name.items()
+            if (v["name"]["tag"], v["name"].get("group", "")) == (name["tag"], name.get("group", ""))
+        }
         for tag in ("val/exact", "test/exact", "test/loss"):
             assert values[tag] == pytest.approx(metrics[tag], rel=1e-6), (run, tag)
-        assert values["val_chance/exact"] == pytest.approx(0.01)
-        assert values["val_target/steps"] == metrics["steps"]
+        assert values["chance/exact"] == pytest.approx(0.01)
+        assert values["steps"] == metrics["steps"]
 
 
 def test_samples_text_with_ok_column(board: TensorBoard, logdir: Path) -> None:
@@ -244,7 +283,7 @@ def test_what_the_network_holds_is_served(board: TensorBoard, logdir: Path) -> N
     q = urllib.parse.urlencode({"run": "run/tb", "tag": "diagnostics/memory"})
     (entry,) = board.get(f"/data/plugin/text/text?{q}")
     assert entry["text"].count("<tr>") == 1 + len(memory["delays"])  # header and one row per delay k
-    capacity = board.scalars("run/tb", "val_target/memory_capacity")
+    capacity = board.scalars("run/tb", "weights/memory_capacity")
     assert capacity == [(RUN_STEPS, pytest.approx(memory["capacity"], rel=1e-5))]
 
 
@@ -274,4 +313,6 @@ def test_stateful_points_count_optimizer_steps(cfg_factory) -> None:
     assert [e.step for e in events.Scalars("val/exact")] == [10, 20, 30, 40]
     assert [e.step for e in events.Scalars("train/loss")] == list(range(4, 41, 4))
     assert events.Scalars("train/loss")[-1].value == pytest.approx(metrics["train/loss"], rel=1e-6)
-    assert [e.step for e in events.Scalars("test/exact")] == [40]
+    test = EventAccumulator(str(Path(cfg.paths.output_dir) / "tb" / "test"))
+    test.Reload()
+    assert [e.step for e in test.Scalars("val/exact")] == [40]
