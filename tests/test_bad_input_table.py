@@ -30,6 +30,10 @@ REPRESENTATIVE = {
     "python train.py task.lag=5",
     "python train.py hardware=gpu",
     "python train.py hardware.threads=10000",
+    # unknown config options and template habits are answered on the command line, before Hydra
+    "python train.py trainer=gpu",
+    "python train.py model=transformer",
+    "python train.py task=echo_lags",
     "python predict.py $RUN 1 2 3",
     # eval.py's overrides get a run's checks: shared bad inputs through the real command line
     "python eval.py $RUN data.test_size=0",
