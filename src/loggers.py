@@ -290,6 +290,17 @@ def custom_scalars_layout(metrics: dict[str, Any]) -> dict[str, dict[str, list]]
     }
 
 
+def view_link(address: str = "http://localhost:6006/", pinned: tuple[str, ...] = ("val/exact", "val/loss")) -> str:
+    """A TensorBoard address that opens Time Series unsmoothed with `pinned` on top: the two
+    defaults a writer cannot set in the event files, set in the URL (TensorBoard reads `smoothing`
+    and `pinnedCards` from it)."""
+    import json
+    from urllib.parse import urlencode
+
+    cards = json.dumps([{"plugin": "scalars", "tag": t} for t in pinned], separators=(",", ":"))
+    return f"{address}?{urlencode({'smoothing': 0, 'pinnedCards': cards})}#timeseries"
+
+
 def result_markdown(metrics: dict[str, Any]) -> str:
     """The run's result as the terminal prints it (metric: test, last validation, chance), its
     steps to target, and how to read the curves: TensorBoard's Text tab renders it."""
@@ -315,7 +326,8 @@ def result_markdown(metrics: dict[str, Any]) -> str:
         "Reading the curves: each `val/*` card holds the run (its own colour), `.../chance` (the memoryless "
         "baseline, a flat line) and `.../test` (the held-out test result, one point at the last step). "
         "TensorBoard smooths curves by 0.6 unless told otherwise, so a curve that reaches 1 shows less: "
-        "set Smoothing to 0 in the settings pane, or open `http://localhost:6006/?smoothing=0#timeseries`.",
+        f"set Smoothing to 0 in the settings pane, or open [this address]({view_link()}) (port 6006; no "
+        "smoothing, val/exact and val/loss pinned on top).",
     ]
     return "\n".join(lines)
 
@@ -381,7 +393,7 @@ def _record_tensorboard(
     writer._get_file_writer().add_summary(text_pb("samples/test", table), step)
     memory = diagnostics_markdown(metrics)
     if memory:
-        writer._get_file_writer().add_summary(text_pb("diagnostics/memory", memory), step)
+        writer._get_file_writer().add_summary(text_pb(f"{WEIGHTS}/memory", memory), step)
     lg.hparams = dict(hparams)
     Path(lg.log_dir).mkdir(parents=True, exist_ok=True)
     save_hparams_to_yaml(os.path.join(lg.log_dir, lg.NAME_HPARAMS_FILE), lg.hparams)

@@ -280,7 +280,7 @@ def test_what_the_network_holds_is_served(board: TensorBoard, logdir: Path) -> N
     the numbers metrics.json holds."""
     metrics = json.loads((logdir / "run" / "metrics.json").read_text())
     memory = metrics["diagnostics"]["memory"]
-    q = urllib.parse.urlencode({"run": "run/tb", "tag": "diagnostics/memory"})
+    q = urllib.parse.urlencode({"run": "run/tb", "tag": "weights/memory"})
     (entry,) = board.get(f"/data/plugin/text/text?{q}")
     assert entry["text"].count("<tr>") == 1 + len(memory["delays"])  # header and one row per delay k
     capacity = board.scalars("run/tb", "weights/memory_capacity")
