@@ -34,7 +34,7 @@ def test_one_to_one_without_samples_completes(tmp_path):
     assert metrics["status"] == "completed" and metrics["topology"] == "one_to_one"
 
 
-# Found hunting the numeric keys for their real upper bounds (issue 21, class 7): each is refused
+# Found hunting the numeric keys for their real bounds (issue 21, classes 7 and 9): each is refused
 # with the bound named. (override list, the sentence's start)
 HUNTED = [
     # a DataLoader worker is a process: thousands would fork thousands of torch processes
@@ -52,6 +52,13 @@ HUNTED = [
     (["trainer.max_steps=10", "+trainer.min_steps=11"], "trainer.min_steps=11 exceeds the training budget of 10 steps"),
     (["trainer.deterministic=1"], "trainer.deterministic=1 is not allowed; choose one of: true, false, warn."),
     (["optim.optimizer.lr=1e-400"], "optim.optimizer.lr=0.0 is not allowed; it must be a number > 0 and <= 10"),
+    # class 9, a message names the real rule: under DDP at least one sample per process, not '>= 1'
+    (["hardware=ddp", "data.val_size=0"], "data.val_size=0 is smaller than the 2 processes that share it."),
+    (
+        ["hardware.threads=0"],
+        f"hardware.threads=0 is not allowed; use null (torch's default) or an integer from 1 to {cores()}",
+    ),
+    (["optim.optimizer.lr=inf"], "optim.optimizer.lr=inf is not allowed; it must be a number > 0 and <= 10"),
 ]
 
 

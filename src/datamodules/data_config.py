@@ -11,6 +11,7 @@ stateful task's sequences) read `world` and `task` from the validation context:
 from __future__ import annotations
 
 import sys
+from collections.abc import Mapping
 from typing import Annotated, Any
 
 from pydantic import Field, ValidationInfo, model_validator
@@ -48,6 +49,17 @@ class Data(Node):
     overfit_batches: NonNegInt
     eval_batch_size: PosInt = 4096  # rows per evaluation batch: bounds the memory of one forward pass
 
+    @model_validator(mode="before")
+    @classmethod
+    def _one_each(cls, data: Any, info: ValidationInfo) -> Any:
+        """Before the fields' own `>= 1`: under DDP the real bound is the number of processes."""
+        world = (info.context or {}).get("world", 1)
+        for key in ("val_size", "test_size") if isinstance(data, Mapping) and world > 1 else ():
+            v = data.get(key)
+            if isinstance(v, int) and not isinstance(v, bool) and v < world:
+                raise ConfigError(f"data.{key}={v} is smaller than the {world} processes that share it.")
+        return data
+
     @model_validator(mode="after")
     def _shares(self, info: ValidationInfo) -> Data:
         """`batch_size`, `val_size` and `test_size` are global: every process needs its share."""
@@ -62,11 +74,6 @@ class Data(Node):
             raise ConfigError(
                 f"data.batch_size={self.batch_size} does not split over {world} processes; use a multiple of {world}."
             )
-        for key in ("val_size", "test_size"):
-            if getattr(self, key) < world:
-                raise ConfigError(
-                    f"data.{key}={getattr(self, key)} is smaller than the {world} processes that share it."
-                )
         if task is not None and task.stateful_windows:
             self._stateful_windows(task, world)
         return self
