@@ -749,9 +749,10 @@ HEADER = [
 
 
 def state_units(cell: str, hidden: int) -> int:
-    """Real numbers the recurrent state holds: hidden, or 2 x hidden for the LSTM's (h, c) and for
-    the LRU's `hidden` complex units (src/models/cells.py: re and im)."""
-    return hidden * (2 if cell in ("lstm", "lru") else 1)
+    """Real numbers the recurrent state holds, as the cell declares (src/models/cells/)."""
+    from src.models import cells
+
+    return cells.state_units(cell, hidden)
 
 
 def result(search: Search, points: Sequence[Point]) -> Any:

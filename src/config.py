@@ -6,32 +6,11 @@ Each failure is one sentence naming the key, the value given and what is allowed
 
 from __future__ import annotations
 
-import ast
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from src.schema import ConfigError  # noqa: F401  (re-exported: one error class for every check)
-
-
-def registry_names(module: str, registry: str) -> tuple[str, ...]:
-    """The names of registry `registry` (a dict literal with string keys) of `src/<module>.py`, read
-    from its source, not imported: the model modules import torch, seconds that a bad
-    `model.cell` would otherwise wait before its one-sentence refusal."""
-    tree = ast.parse((Path(__file__).parent / f"{module.replace('.', '/')}.py").read_text())
-    for node in tree.body:
-        target = node.targets[0] if isinstance(node, ast.Assign) else getattr(node, "target", None)
-        if isinstance(target, ast.Name) and target.id == registry and isinstance(node.value, ast.Dict):
-            return tuple(ast.literal_eval(key) for key in node.value.keys)
-    raise LookupError(f"src/{module}.py defines no dict literal {registry}")
-
-
-CELLS = registry_names("models.cells", "CELLS")  # a new cell is one class in src/models/cells.py
-TOPOLOGIES = ("auto", *registry_names("models.topologies", "TOPOLOGIES"))
-ATTENTION_SCORES = ("dot", "general")
-CELL_OPTIONS = {"lru": ("r_min", "r_max", "max_phase")}  # keys of the model node only one cell reads
-INITS = ("keras", "torch")
 
 
 def _choice(key: str, value: Any, allowed: tuple[str, ...]) -> str:
@@ -205,91 +184,3 @@ def make_task(task: Any, tbptt: int = 1) -> Task:
     g = dict(task)
     name = g.get("family") or ("progression" if g.get("stream") == "arithmetic" else "echo")
     return family(name).from_config(g, tbptt=tbptt)
-
-
-def resolve_topology(topology: str, task: Task) -> str:
-    """`auto` picks `last` for a single-step window target, `aligned` otherwise."""
-    _choice("model.topology", topology, TOPOLOGIES)
-    if topology == "auto":
-        return "last" if task.framing == "window" and task.out_len == 1 else "aligned"
-    if task.stateful and topology != "aligned":
-        raise ConfigError(
-            f"model.topology={topology!r} is not allowed with task.stateful=true: it needs the whole window "
-            "at once, while stateful training feeds a stream step by step; use topology=aligned."
-        )
-    if topology == "last" and (task.out_len > 1 or task.framing == "label"):
-        raise ConfigError(
-            f"model.topology='last' cannot emit task.out_len={task.out_len} targets (one head on the final "
-            "state gives one); use topology=aligned or encdec."
-        )
-    if topology in ("vector", "one_to_one") and task.framing == "label":
-        raise ConfigError(
-            f"model.topology={topology!r} is not allowed with task.framing=label: its readout emits a block of "
-            "fixed size from a whole window, while label framing reads a target at every step of any length; "
-            "use topology=aligned."
-        )
-    return topology
-
-
-def check_lru_ring(r_min: Any, r_max: Any, max_phase: Any) -> None:
-    """The LRU's eigenvalues lambda start with magnitudes uniform (in area) on the ring
-    r_min <= |lambda| <= r_max inside the unit circle, where the recurrence is stable, and phases
-    uniform in [0, max_phase]."""
-
-    def real(v: Any) -> bool:
-        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-    rule = "(the ring the eigenvalue magnitudes start on: 0 <= r_min < r_max <= 1)"
-    if not (real(r_max) and 0 < r_max <= 1):
-        raise ConfigError(f"model.r_max={r_max!r} is not allowed; it must be a number > 0 and <= 1 {rule}.")
-    if not (real(r_min) and 0 <= r_min < r_max):
-        raise ConfigError(
-            f"model.r_min={r_min!r} is not allowed; it must be a number >= 0 and < model.r_max={r_max!r} {rule}."
-        )
-    if not (real(max_phase) and 0 < max_phase <= 2 * math.pi):
-        raise ConfigError(
-            f"model.max_phase={max_phase!r} is not allowed; it must be a number > 0 and <= 2 pi = 6.2832 "
-            "(the eigenvalue phases start uniform in [0, max_phase])."
-        )
-
-
-NET = "src.models.RecurrentNet"
-NET_KEYS = ("cell", "hidden", "layers", "dropout", "topology", "embedding_dim", "init", "tbptt", "attention")
-
-
-def check_model(model: Any, task: Task) -> dict[str, Any]:
-    """Validate the `model` node; return the keyword arguments for the network."""
-    m = dict(model)
-    if (
-        m.get("_target_", NET) == NET
-    ):  # RecurrentNet passes the cell's options on as keywords: a typo would reach the cell
-        known = {"_target_", *NET_KEYS, *(k for keys in CELL_OPTIONS.values() for k in keys)}
-        check_known_keys("model", m, known)
-    _choice("model.cell", m.get("cell"), CELLS)
-    _int("model.hidden", m.get("hidden"))
-    _int("model.layers", m.get("layers", 1))
-    _float("model.dropout", m.get("dropout", 0.0), 0.0, 1.0, low_open=False)
-    _choice("model.init", m.get("init", "keras"), INITS)
-    _int("model.embedding_dim", m.get("embedding_dim", 16))
-    _int("model.tbptt", m.get("tbptt", 1))
-    topology = resolve_topology(m.get("topology", "auto"), task)
-    if task.encoding == "embedding" and task.stream != "uniform":
-        raise ConfigError("task.encoding='embedding' needs a uniform stream with a vocabulary; use scalar.")
-    if "attention" in m and topology != "attention":
-        raise ConfigError(
-            f"model.attention={m['attention']!r} only applies to model.topology=attention, so it would be "
-            f"ignored with topology={topology!r}; remove it or use model=attention."
-        )
-    if topology == "attention":
-        m["attention"] = _choice("model.attention", m.get("attention", "general"), ATTENTION_SCORES)
-    for cell, keys in CELL_OPTIONS.items():
-        for key in keys:
-            if key in m and m["cell"] != cell:
-                raise ConfigError(
-                    f"model.{key}={m[key]!r} only applies to model.cell={cell}, so it would be ignored with "
-                    f"cell={m['cell']!r}; remove it or use model.cell={cell}."
-                )
-    if m["cell"] == "lru":
-        check_lru_ring(m.get("r_min", 0.0), m.get("r_max", 1.0), m.get("max_phase", 2 * math.pi))
-    m["topology"] = topology
-    return m

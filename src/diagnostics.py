@@ -108,12 +108,11 @@ def encoder_states(net: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
 
 
 def _stepwise_rnn(net: nn.Module) -> nn.Module | None:
-    """The encoder cell of a network that reads its window one step at a time; None otherwise
-    (one_to_one reads the whole window as one step: no per-step state to probe)."""
-    from src.models.topologies import OneToOne
-
-    rnn = getattr(getattr(net, "topology", None), "rnn", None)
-    return None if rnn is None or isinstance(net.topology, OneToOne) else rnn
+    """The encoder cell of a network whose topology reads its window one step at a time (its
+    `stepwise`); None otherwise (one_to_one reads the whole window as one step: no per-step state)."""
+    topology = getattr(net, "topology", None)
+    rnn = getattr(topology, "rnn", None)
+    return rnn if rnn is not None and getattr(topology, "stepwise", False) else None
 
 
 def window_memory(net: nn.Module, x: torch.Tensor, vocab: int | None, max_delay: int = 32) -> dict[str, Any] | None:
@@ -129,60 +128,20 @@ def window_memory(net: nn.Module, x: torch.Tensor, vocab: int | None, max_delay:
     return memory_capacity(states, x, max_delay=k, vocab=vocab, burn_in=x.shape[1] - 1)
 
 
-def _layer0_states(rnn: nn.Module, e: torch.Tensor) -> torch.Tensor:
-    """h_{t-1} of the first layer of a PyTorch RNN/LSTM/GRU for every t (zeros at t = 0)."""
-    if rnn.num_layers == 1:
-        h = rnn(e)[0]
-    else:  # the outputs are the top layer's: step through time and read layer 0 from the state
-        state, hs = None, []
-        for t in range(e.shape[1]):
-            _, state = rnn.step(e[:, t], state)
-            hs.append((state[0] if isinstance(state, tuple) else state)[0])
-        h = torch.stack(hs, 1)
-    return torch.cat([torch.zeros_like(h[:, :1]), h[:, :-1]], 1)
-
-
-def _gate(rnn: nn.Module, e: torch.Tensor, index: int) -> torch.Tensor:
-    """sigmoid(W_i x_t + b_i + W_h h_{t-1} + b_h) of gate `index` of the first layer: (batch, time, hidden)."""
-    n = rnn.hidden_size
-    rows = slice(index * n, (index + 1) * n)
-    h_prev = _layer0_states(rnn, e)
-    pre = e @ rnn.weight_ih_l0[rows].T + rnn.bias_ih_l0[rows] + h_prev @ rnn.weight_hh_l0[rows].T + rnn.bias_hh_l0[rows]
-    return torch.sigmoid(pre)
-
-
 def timescales(net: nn.Module, x: torch.Tensor) -> dict[str, Any] | None:
     """How long the first recurrent layer of the encoder keeps what it holds, per unit: its
     retention a (the share of the previous state kept per step, averaged over the data) and the
     timescale -1 / ln a in steps (e^-1 of a value left after that many steps).
 
-    lstm: the forget gate f_t; gru: the update gate z_t (h_t = (1 - z) n + z h_{t-1}); minGRU: 1 - z_t;
-    lru: |lambda| (input-independent); rnn: no gate, the spectral radius of the recurrent matrix
-    (a bound on how fast a small perturbation of the state shrinks, not a per-unit timescale).
+    The cell says what its retention is (its `timescales(e) -> (kind, a)`, src/models/cells/): the
+    LSTM's forget gate, the GRU's update gate, minGRU's 1 - z, the LRU's |lambda|, the Elman
+    network's spectral radius (a bound, not a per-unit timescale); None for a cell without one.
     """
-    from src.models.cells import GRUCell, LRUCell, LSTMCell, MinGRUCell, RNNCell
-
     rnn = _stepwise_rnn(net)
-    if rnn is None:
+    if rnn is None or rnn.timescales is None:
         return None
     with torch.no_grad():
-        e = net.encoder(x)
-        if isinstance(rnn, LSTMCell):
-            kind, a = "forget gate", _gate(rnn, e, 1).mean(dim=(0, 1))
-        elif isinstance(rnn, GRUCell):
-            kind, a = "update gate", _gate(rnn, e, 1).mean(dim=(0, 1))
-        elif isinstance(rnn, MinGRUCell):
-            block = rnn.blocks[0]
-            k, _ = block.recurrence.linear(block.norm(rnn.proj(e))).chunk(2, -1)
-            kind, a = "1 - z", (1 - torch.sigmoid(k)).mean(dim=(0, 1))
-        elif isinstance(rnn, LRUCell):
-            lr, li = rnn.blocks[0].recurrence.lam()
-            kind, a = "|lambda|", torch.sqrt(lr**2 + li**2)
-        elif isinstance(rnn, RNNCell):
-            radius = torch.linalg.eigvals(rnn.weight_hh_l0).abs().max()
-            kind, a = "spectral radius", radius.reshape(1)
-        else:
-            return None
+        kind, a = rnn.timescales(net.encoder(x))
     a = a.double().clamp(1e-12, 1 - 1e-12)
     tau = -1.0 / torch.log(a)
     q = torch.tensor([0.5, 0.9], dtype=torch.float64)

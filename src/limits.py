@@ -18,7 +18,6 @@ from typing import Any
 
 from src.config import ConfigError, Task
 
-GATES = {"rnn": 1, "gru": 3, "lstm": 4, "lru": 3, "mingru": 2}  # lru, mingru: weight matrices per layer, roughly
 GB = 1024**3
 
 
@@ -42,9 +41,14 @@ def available_memory(accelerator: str) -> tuple[int, str]:
 
 def memory_estimate(task: Task, net: dict[str, Any], data: dict[str, Any], world: int) -> dict[str, int]:
     """Bytes one process needs at its peak, by part: {'training batch', 'evaluation', 'parameters',
-    'activations'}. net: the checked model node (cell, hidden, layers, topology, embedding_dim)."""
+    'activations'}. net: the checked model node (cell, hidden, layers, topology, embedding_dim). The
+    cell's `cost` (weight matrices per layer) and the topology's `has_decoder` (a second cell as large
+    as the encoder) are read from their classes."""
+    from src.models import cells
+    from src.models.topologies import TOPOLOGIES
+
     f32, i64 = 4, 8
-    gates, hidden, layers = GATES[net["cell"]], net["hidden"], net.get("layers", 1)
+    gates, hidden, layers = cells.get(net["cell"]).cost, net["hidden"], net.get("layers", 1)
     width = {
         "onehot": task.alphabet,
         "embedding": net.get("embedding_dim", 16),
@@ -52,7 +56,7 @@ def memory_estimate(task: Task, net: dict[str, Any], data: dict[str, Any], world
         "features": task.features,
     }[task.encoding]
     n_out = 1 if task.objective == "regression" else task.vocab
-    encdec = net["topology"] in ("encdec", "attention")  # a decoder as large as the encoder
+    encdec = TOPOLOGIES[net["topology"]].has_decoder
 
     def sample_bytes(steps: int, rows: int) -> int:
         """Integer inputs, targets, mask of `rows` samples of `steps` observations."""

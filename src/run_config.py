@@ -20,11 +20,12 @@ from typing import Annotated, Any, Literal, TypeVar
 from omegaconf import DictConfig, OmegaConf
 from pydantic import Field, model_validator
 
-from src.config import ConfigError, check_model, make_task
+from src.config import ConfigError, make_task
 from src.datamodules.data_config import Data
 from src.hardware import Hardware, check_processes
 from src.lit_models.optim_config import Built, Optim, target_node
 from src.lit_models.trainer_config import Trainer
+from src.models.node import check_model
 from src.schema import Node, NonNegInt, PosInt, Seed, check
 
 T = TypeVar("T")
@@ -163,7 +164,6 @@ def validate(cfg: DictConfig, memory: bool = True) -> tuple[Any, dict[str, Any],
     run = check(Run, "", OmegaConf.to_container(cfg, resolve=True))
     check_paths(cfg)
     task = make_task(run.task, tbptt=run.model.get("tbptt", 1))
-    net_kwargs = check_model(run.model, task)
     hardware = check(Hardware, "hardware", run.hardware)
     data = check(Data, "data", run.data, world=hardware.world, task=task)
     check(Trainer, "trainer", run.trainer, batches_per_epoch=data.batches_per_epoch, stateful=task.stateful)
@@ -175,6 +175,7 @@ def validate(cfg: DictConfig, memory: bool = True) -> tuple[Any, dict[str, Any],
         from src.checks import check_summary
 
         check_summary(run.summary, task)
+    net_kwargs = check_model(run.model, task)  # last: the chosen cell and the topologies import torch
     from src.launch import is_primary
 
     if memory and is_primary():  # for all of its processes; the others would see memory rank 0 already holds

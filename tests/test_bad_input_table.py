@@ -18,6 +18,7 @@ from omegaconf import OmegaConf, open_dict
 
 from src.config import ConfigError
 from src.hardware import cores
+from src.models import cells
 from src.run import train
 from tests.conftest import CONF, ROOT, run_cli
 from tests.run_helpers import snapshot
@@ -130,6 +131,7 @@ def places(tmp_path_factory) -> dict[str, Path]:
         "$KILLED": base / "killed",
         "$DAMAGED": base / "damaged",
         "$CORES": cores(),
+        "$CELLS": ", ".join(cells.names()),
     }
 
 

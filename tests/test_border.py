@@ -287,7 +287,7 @@ def test_state_units_count_real_numbers():
     (h, c): both state 2 x hidden numbers; the table's "state units" first counted the LRU's once."""
     import torch
 
-    from src.models.cells import LRUCell
+    from src.models.cells.lru import LRUCell
 
     assert [border.state_units(c, 4) for c in ("rnn", "gru", "mingru", "lstm", "lru")] == [4, 4, 4, 8, 8]
     _, last = LRUCell(input_size=3, hidden=4).blocks[0].recurrence(torch.zeros(1, 5, 4), None)

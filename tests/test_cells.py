@@ -1,14 +1,19 @@
-"""Cells as units (src/models/cells.py): the parallel and step forms agree, a sequence run in pieces
-equals the whole run, every cell is reachable by name from the config, and the new cells learn."""
+"""Cells as units (src/models/cells/): every registered cell declares the contract (options schema,
+state size, per-step cost, timescales) and is reachable by name from the config, the parallel and
+step forms agree, a sequence run in pieces equals the whole run, and the new cells learn."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 import torch
 
-from src import config
-from src.models.cells import CELLS
+from src.config import make_task
+from src.models import cells
+from src.models.node import check_model
 from src.run import train
+from src.schema import Node
 
 BUDGET = ["hardware.threads=1", "trainer.max_epochs=1", "data.batches_per_epoch=300",
           "callbacks.target_reached.consecutive=1"]  # fmt: skip
@@ -18,10 +23,10 @@ def flat(state) -> torch.Tensor:
     return torch.cat([s.flatten() for s in (state if isinstance(state, tuple) else (state,))])
 
 
-@pytest.mark.parametrize("name", sorted(CELLS))
+@pytest.mark.parametrize("name", cells.names())
 def test_parallel_and_step_forms_agree(name):
     torch.manual_seed(0)
-    cell = CELLS[name](7, 16, layers=2)
+    cell = cells.get(name)(7, 16, layers=2)
     x = torch.randn(3, 33, 7)
     with torch.no_grad():
         whole, state = cell(x)
@@ -39,8 +44,51 @@ def test_parallel_and_step_forms_agree(name):
     torch.testing.assert_close(flat(end), flat(state), atol=1e-5, rtol=0)
 
 
-def test_the_config_accepts_exactly_the_registered_cells():
-    assert set(config.CELLS) == set(CELLS)
+def test_the_registry_is_the_folder():
+    """A cell is a file of src/models/cells/ (helpers start with _); the config takes exactly those."""
+    files = sorted(p.stem for p in Path(cells.__file__).parent.glob("[!_]*.py"))
+    assert cells.names() == files and {"rnn", "lstm", "gru", "lru", "mingru"} <= set(files)
+    task = make_task({"context": 5, "lag": 1})
+    for name in files:
+        assert check_model({"cell": name, "hidden": 8}, task)["cell"] == name
+
+
+@pytest.mark.parametrize("name", cells.names())
+def test_every_cell_declares_the_contract(name):
+    """What the rest of the code asks of a cell, read from the cell itself: its options (a schema
+    whose defaults build it), the real numbers its state holds (counted on a real state), its cost
+    per unit and step (the memory estimate), and its timescales (or an explicit None)."""
+    cls = cells.get(name)
+    assert issubclass(cls.Options, Node)
+    assert isinstance(cls.cost, int) and cls.cost >= 1
+    torch.manual_seed(0)
+    cell = cls(3, 4, layers=2, **cls.Options().model_dump())  # the schema's defaults build the cell
+    _, state = cell(torch.randn(5, 6, 3))
+    assert flat(state).numel() == 2 * 5 * cls.state_units(4) == 2 * 5 * cells.state_units(name, 4)
+    if cls.timescales is None:
+        return
+    kind, retention = cell.timescales(torch.randn(5, 6, 3))
+    assert isinstance(kind, str) and retention.dim() == 1 and 1 <= len(retention) <= 4
+    assert bool(((retention >= 0) & torch.isfinite(retention)).all())
+
+
+def test_a_cell_without_the_contract_is_named(monkeypatch):
+    """A cell file whose class lacks a piece of the contract fails where the cell is looked up,
+    naming what is missing (not as a KeyError or a silent gap in a later module)."""
+    import src.models.cells.gru as gru
+
+    class Bare(torch.nn.GRU):
+        pass
+
+    monkeypatch.setattr(gru, "CELL", Bare)
+    cells.get.cache_clear()
+    try:
+        with pytest.raises(
+            TypeError, match="cell 'gru' \\(Bare\\) does not declare Options, state_units, cost, timescales"
+        ):
+            cells.get("gru")
+    finally:
+        cells.get.cache_clear()
 
 
 @pytest.mark.parametrize("cell", ["lru", "mingru"])

@@ -32,17 +32,22 @@ assert "src.run" not in sys.modules, "src.reliability imported src.run"
 
 
 def test_config_checks_import_no_torch():
-    """Bad input is refused before heavy imports: the cell and topology names come from the model
-    registries' source (src/models/*.py import torch), and validating a task and a model imports no torch."""
+    """Bad input is refused before heavy imports: the cell names are the files of src/models/cells/
+    (read without importing them), so a task, a bad cell name and a bad common model key are refused
+    without torch; only the chosen cell's own options and the topology (classes of torch modules)
+    import it."""
     code = """
 import sys
-from src.config import CELLS, TOPOLOGIES, ConfigError, check_model, make_task
+from src.config import ConfigError, make_task
+from src.models.node import check_model
 task = make_task({"context": 5, "lag": 1})
-assert check_model({"cell": "lstm", "hidden": 8, "topology": "auto"}, task)["topology"] == "last"
-try:
-    check_model({"cell": "lstm", "hidden": 8, "topology": "ring"}, task)
-except ConfigError as err:
-    assert "choose one of: auto, last" in str(err), err
+for model, message in (({"cell": "transformer", "hidden": 8}, "model.cell='transformer' is not allowed"),
+                       ({"cell": "lstm", "hidden": 0}, "model.hidden=0 is not allowed")):
+    try:
+        check_model(model, task)
+        raise AssertionError(model)
+    except ConfigError as err:
+        assert str(err).startswith(message), err
 assert "torch" not in sys.modules, "validation imported torch"
 """
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)

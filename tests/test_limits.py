@@ -8,9 +8,10 @@ from __future__ import annotations
 import pytest
 from hydra import compose, initialize_config_dir
 
-from src.config import ConfigError, check_model, make_task
+from src.config import ConfigError, make_task
 from src.hardware import check_cluster
 from src.limits import available_memory, memory_estimate
+from src.models.node import check_model
 from src.run import train, validate
 from tests.conftest import CONF, run_cli
 from tests.run_helpers import read_metrics

@@ -1,17 +1,19 @@
-"""Topologies as units (src/models/topologies.py): each is reachable by name from the config, the
-new ones train for real, and the attention encoder-decoder learns the partial echo faster than the
-plain one. Measured on a loaded 2-core CPU, hardware.threads=1, logger none, 300 val/test windows."""
+"""Topologies as units (src/models/topologies.py): each is reachable by name from the config and
+serves exactly the tasks it declares it can, the new ones train for real, the attention
+encoder-decoder learns the partial echo faster than the plain one, and a target at every step is
+answered from the past only. Measured on a loaded 2-core CPU, hardware.threads=1, logger none, 300
+val/test windows."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from src import config
+from src.config import ConfigError
 from src.models import RecurrentNet
-from src.models.topologies import TOPOLOGIES
+from src.models.topologies import TOPOLOGIES, choose
 from src.run import train, validate
-from tests.conftest import make_cfg
+from tests.conftest import make_cfg, run_cli
 
 # early stop at the first validation with 100% exact match
 BUDGET = ["hardware.threads=1", "trainer.max_epochs=1", "callbacks.target_reached.consecutive=1"]
@@ -23,8 +25,80 @@ FIXED = [
 ]
 
 
-def test_the_config_accepts_exactly_the_registered_topologies():
-    assert set(config.TOPOLOGIES) == {"auto", *TOPOLOGIES}
+TASKS = {  # framing, out_len, stateful
+    "one window target": ("window", 1, False),
+    "a window block": ("window", 2, False),
+    "a target at every step": ("label", 8, False),
+    "a stateful stream": ("label", 4, True),
+}
+
+
+@pytest.mark.parametrize("topology", sorted(TOPOLOGIES))
+@pytest.mark.parametrize("task", sorted(TASKS))
+def test_a_topology_serves_exactly_the_tasks_it_declares(topology, task):
+    """`choose` reads what each topology class declares (stateful, per_step, max_targets); names
+    are the registry's, `auto` picks last or aligned."""
+    framing, out_len, stateful = TASKS[task]
+    cls = TOPOLOGIES[topology]
+    fits = (
+        (cls.stateful or not stateful)
+        and (framing == "window" or cls.per_step is None)
+        and (cls.max_targets is None or out_len <= cls.max_targets)
+    )
+    if fits:
+        assert choose(topology, framing=framing, out_len=out_len, stateful=stateful) == topology
+    else:
+        with pytest.raises(ConfigError, match=f"^model.topology='{topology}' "):
+            choose(topology, framing=framing, out_len=out_len, stateful=stateful)
+    assert choose("auto", framing=framing, out_len=out_len, stateful=stateful) in ("last", "aligned")
+    with pytest.raises(ConfigError, match="choose one of: auto, last, aligned, encdec, attention, vector, one_to_one"):
+        choose("ring", framing=framing, out_len=out_len, stateful=stateful)
+
+
+def predict_cli(capsys, *args: str) -> tuple[int, list[str], str]:
+    """(exit status, stdout lines, stderr) of `python predict.py ARGS`, in-process."""
+    import predict
+
+    capsys.readouterr()
+    code = predict.main([*args])
+    out, err = capsys.readouterr()
+    return code, out.splitlines(), err.strip()
+
+
+def test_a_target_at_every_step_is_answered_from_the_past_only(tmp_path, capsys):
+    """Issue 22, item 1. On label framing (s6b: y_t = x_{t-2} at every step) changing only the last
+    input must leave every earlier prediction as it was (predict.py on a trained run): the aligned
+    topology keeps that. Attention (and encdec) read the encoder's final state at every decoder
+    step, so masking the attention could not keep it: they are refused, by train.py and by
+    predict.py on a run saved before the refusal (on main, with this budget, such a run's first
+    prediction changed from 18 to 9 when the tenth input went from 10 to 99)."""
+    run = tmp_path / "aligned"
+    budget = ["debug=fast", "hardware.threads=1", "logger=none", "samples=0", "diagnostics=false"]
+    res = run_cli("experiment=s6b_lag_onehot", *budget, f"hydra.run.dir={run}", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-2000:]
+    window = [str(v) for v in range(1, 10)]
+    rows = []
+    for last in ("10", "99"):
+        code, out, err = predict_cli(capsys, str(run), *window, last)
+        assert code == 0, err
+        rows.append([line.split()[1:] for line in out if line.strip().startswith("predicted")][0])
+    assert len(rows[0]) == 10 and rows[0][:-1] == rows[1][:-1]
+
+    refusal = (
+        "model.topology='attention' is not allowed with task.framing=label: its decoder starts from the encoder's "
+        "final state and attends over every encoder output, so each answer would see the whole sequence, its future "
+        "included, while label framing answers each step from the inputs up to it; use topology=aligned."
+    )
+    with pytest.raises(ConfigError) as err:
+        validate(make_cfg(tmp_path, "experiment=s6b_lag_onehot", "model=attention"))
+    assert str(err.value) == refusal
+    saved = run / ".hydra" / "config.yaml"  # the same run as if trained with model=attention before
+    saved.write_text(saved.read_text().replace("topology: auto", "topology: attention"))
+    assert predict_cli(capsys, str(run), *window, "99") == (
+        2,
+        [],
+        f"error: {saved} holds a config train.py would refuse: {refusal}",
+    )
 
 
 @pytest.mark.parametrize("topology", sorted(TOPOLOGIES))

@@ -9,7 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from src.models.cells import CELLS, State
+from src.models import cells
+from src.models.cells._base import State
 from src.models.topologies import TOPOLOGIES
 
 
@@ -57,11 +58,11 @@ def init_weights(module: nn.Module, scheme: str) -> None:
 
 
 class RecurrentNet(nn.Module):
-    """Input encoder -> topology (src/models/topologies.py) wiring cells (src/models/cells.py).
+    """Input encoder -> topology (src/models/topologies.py) wiring cells (src/models/cells/).
     The task implies vocab, encoding, n_out, out_len, context, features and scale; the model config gives the
     rest. `attention` (dot or general) is the score of topology `attention`; `pad`: inputs may hold
-    the pad symbol (index vocab, task.pad_start); `cell_options` go to the cell as keywords (lru:
-    r_min, r_max, max_phase; src.config.CELL_OPTIONS names them)."""
+    the pad symbol (index vocab, task.pad_start); `cell_options` go to the cell as keywords (its
+    own `Options`, e.g. the lru's r_min, r_max, max_phase)."""
 
     def __init__(
         self,
@@ -89,7 +90,7 @@ class RecurrentNet(nn.Module):
         self.encoder = InputEncoder(encoding, vocab, embedding_dim, scale, features, pad)
         options = {"attention": attention} if attention else {}
         self.topology = TOPOLOGIES[topology](
-            lambda size: CELLS[cell](size, hidden, layers, dropout, **cell_options),
+            lambda size: cells.get(cell)(size, hidden, layers, dropout, **cell_options),
             self.encoder.size, hidden, n_out, out_len, context, dropout, **options,
         )  # fmt: skip
         init_weights(self, init)

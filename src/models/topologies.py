@@ -9,8 +9,14 @@ maps the encoded window to the targets:
 `state` is the first (encoder) cell's state: what stateful training carries to the next batch.
 `out_len` is the built one except where a caller asks for another (predict.py on a label-framing
 run reads one target per typed step); topologies with a fixed-size readout refuse that.
-A new topology is one class here plus its name in `TOPOLOGIES` (src.config reads its keys
-from this file's source, without importing torch, so it stays a dict literal with string keys).
+Each class also declares what it needs from the task, read by `choose` (the model node's check):
+- `stateful`: it runs on a stateful task (a stream fed step by step), else it needs whole windows;
+- `per_step`: None where it answers label framing (a target at every step, answered online from the
+  inputs up to that step), else the reason it cannot (the end of a sentence);
+- `max_targets`: the most targets it emits (None: any number);
+- `has_decoder`: it builds a second cell as large as the encoder (the memory estimate counts it);
+- `stepwise`: its encoder reads the window one step at a time (the diagnostics probe its states).
+A new topology is one class here plus its name in `TOPOLOGIES`.
 """
 
 from __future__ import annotations
@@ -21,13 +27,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from src.models.cells import State
+from src.models.cells._base import State
+from src.schema import ConfigError
 
 MakeCell = Callable[[int], nn.Module]
 
 
 class Last(nn.Module):
     """Many-to-one: a head on the final step's output (one target)."""
+
+    stateful, has_decoder, stepwise, max_targets = False, False, True, 1
+    per_step = "one head on the final state gives one target, while label framing reads a target at every step"
 
     def __init__(
         self, cell: MakeCell, in_size: int, hidden: int, n_out: int, out_len: int, context: int, dropout: float
@@ -45,6 +55,8 @@ class Last(nn.Module):
 class Aligned(Last):
     """A head on every step (Keras' TimeDistributed), read at the last `out_len` steps."""
 
+    stateful, per_step, max_targets = True, None, None  # has_decoder, stepwise: Last's
+
     def forward(self, e: torch.Tensor, state: State, out_len: int) -> tuple[torch.Tensor, State]:
         h, state = self.rnn(e, state)
         return self.head(self.dropout(h[:, -out_len:])), state
@@ -53,6 +65,12 @@ class Aligned(Last):
 class EncDec(nn.Module):
     """Encoder-decoder (Keras' RepeatVector recipe): the encoder's final output, repeated `out_len`
     times, is the input of a decoder that starts from rest; a head on every decoder step."""
+
+    stateful, has_decoder, stepwise, max_targets = False, True, True, None
+    per_step = (
+        "its decoder reads the encoder's final output at every step, so each answer would see the whole sequence, "
+        "its future included, while label framing answers each step from the inputs up to it"
+    )
 
     def __init__(
         self, cell: MakeCell, in_size: int, hidden: int, n_out: int, out_len: int, context: int, dropout: float
@@ -73,7 +91,19 @@ class Attention(nn.Module):
     encoder's final state and reads its final output at every step (no teacher forcing: targets
     are emitted at once). Decoder step t scores every encoder output h_s, `dot`: d_t . h_s,
     `general`: d_t . W h_s; the softmax-weighted sum c_t of the encoder outputs and d_t give the
-    attentional state tanh(W_c [c_t; d_t]), which the head reads."""
+    attentional state tanh(W_c [c_t; d_t]), which the head reads.
+
+    Not causal, by design: the decoder starts from the encoder's final state and reads its final
+    output, so even a masked attention would let every decoder step see the last input. Label
+    framing (an online target at every step) is therefore refused, not masked; its causal form is a
+    head on every encoder step, `aligned`."""
+
+    stateful, has_decoder, stepwise, max_targets = False, True, True, None
+    per_step = (
+        "its decoder starts from the encoder's final state and attends over every encoder output, so each answer "
+        "would see the whole sequence, its future included, while label framing answers each step from the inputs "
+        "up to it"
+    )
 
     def __init__(self, cell: MakeCell, in_size: int, hidden: int, n_out: int, out_len: int, context: int,
                  dropout: float, attention: str = "general"):  # fmt: skip
@@ -95,6 +125,12 @@ class Attention(nn.Module):
 class Vector(nn.Module):
     """Many-to-one vector output: one linear layer maps the final step's output to all `out_len`
     targets at once (the tutorial's "alternate topology")."""
+
+    stateful, has_decoder, stepwise, max_targets = False, False, True, None
+    per_step = (
+        "its readout emits a block of fixed size from a whole window, while label framing reads a target at every "
+        "step of any length"
+    )
 
     def __init__(
         self, cell: MakeCell, in_size: int, hidden: int, n_out: int, out_len: int, context: int, dropout: float
@@ -121,6 +157,8 @@ class OneToOne(Vector):
     step, and the vector readout: a feed-forward network in recurrent clothing, the control arm that
     shows what the recurrence adds."""
 
+    stepwise = False  # one step of the whole window: no per-step state to probe
+
     def __init__(
         self, cell: MakeCell, in_size: int, hidden: int, n_out: int, out_len: int, context: int, dropout: float
     ):
@@ -142,3 +180,30 @@ TOPOLOGIES: dict[str, type[nn.Module]] = {
     "vector": Vector,
     "one_to_one": OneToOne,
 }
+
+
+def choose(topology: str, *, framing: str, out_len: int, stateful: bool) -> str:
+    """The topology `model.topology` names for a task of this framing, target count and statefulness:
+    `auto` picks `last` for a single-step window target, `aligned` otherwise; a topology that cannot
+    serve the task is refused, with the reason it declares."""
+    names = ("auto", *TOPOLOGIES)
+    if topology not in names:
+        raise ConfigError(f"model.topology={topology!r} is not allowed; choose one of: {', '.join(names)}.")
+    if topology == "auto":
+        return "last" if framing == "window" and out_len == 1 else "aligned"
+    cls = TOPOLOGIES[topology]
+    if stateful and not cls.stateful:
+        raise ConfigError(
+            f"model.topology={topology!r} is not allowed with task.stateful=true: it needs the whole window "
+            "at once, while stateful training feeds a stream step by step; use topology=aligned."
+        )
+    if framing == "label" and cls.per_step is not None:
+        raise ConfigError(
+            f"model.topology={topology!r} is not allowed with task.framing=label: {cls.per_step}; use topology=aligned."
+        )
+    if cls.max_targets is not None and out_len > cls.max_targets:
+        raise ConfigError(
+            f"model.topology={topology!r} cannot emit task.out_len={out_len} targets (one head on the final "
+            "state gives one); use topology=aligned or encdec."
+        )
+    return topology
