@@ -17,7 +17,10 @@ import sys
 
 
 def main(argv: list[str]) -> int:
+    from src.models.node import register as register_model
     from src.sweeps import COMMANDS, SweepError, presets, run_preset, summarize
+
+    register_model()  # the model node's defaults, before a preset is composed
 
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__)

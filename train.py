@@ -28,6 +28,10 @@ OmegaConf.register_new_resolver("uid", lambda: secrets.token_hex(3), use_cache=T
 # topology where one was chosen (`auto` resolves later, from the task).
 OmegaConf.register_new_resolver("trained", lambda *parts: "_".join(str(p) for p in parts if p not in (None, "auto")))
 
+from src.models.node import register as register_model  # noqa: E402
+
+register_model()  # the model node's defaults, which the conf/model yamls name: before Hydra composes
+
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")
 def main(cfg: DictConfig) -> float | None:

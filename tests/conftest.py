@@ -11,6 +11,10 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
+from src.models.node import register as register_model
+
+register_model()  # the model node's defaults, before any test composes the config
+
 ROOT = Path(__file__).resolve().parents[1]
 CONF = str(ROOT / "conf")
 

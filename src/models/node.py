@@ -6,6 +6,11 @@ plus the options of the chosen cell (its own `Options`, src/models/cells/).
 The cells and topologies are read from their registries; nothing here names one. Checking the
 common keys and the cell's name imports no torch; the chosen cell's options and the topology's
 needs are read from their classes (which import torch).
+
+Defaults are written once, here and in each cell's `Options`: `register()` stores `Model`'s in
+Hydra's ConfigStore as `model/common/recurrent_net`, which every conf/model yaml names first, so
+the keys exist in the composed config (`model.hidden=8` needs no `+`); a cell's yaml lists its own
+options as null ("the cell's default", filled from its `Options` here), for the same reason.
 """
 
 from __future__ import annotations
@@ -54,8 +59,10 @@ def check_model(model: Mapping[str, Any] | Any, task: Any) -> dict[str, Any]:
     common = {k: v for k, v in m.items() if k in Model.model_fields}
     name = check(Model, "model", common).cell  # the common keys first: no cell is imported yet
     for other in cells.names():
-        for key in cells.get(other).Options.model_fields if other != name else ():
-            if key in m and key not in Model.model_fields:
+        for key in cells.get(other).Options.model_fields:
+            if key in m and m[key] is None:  # a cell's yaml lists its options as null: the cell's default
+                del m[key]
+            elif key in m and other != name:
                 raise ConfigError(
                     f"model.{key}={m[key]!r} only applies to model.cell={other}, so it would be ignored with "
                     f"cell={name!r}; remove it or use model.cell={other}."
@@ -71,3 +78,13 @@ def check_model(model: Mapping[str, Any] | Any, task: Any) -> dict[str, Any]:
         )
     attention = (node.attention or "general") if topology == "attention" else None
     return {"_target_": target, **node.model_dump(), "topology": topology, "attention": attention}
+
+
+def register() -> None:
+    """Store the model node's common keys with `Model`'s defaults in Hydra's ConfigStore as
+    `model/common/recurrent_net` (package `model`), which every conf/model yaml names first in its
+    defaults list. Call it before composing (train.py, sweep.py, the tests' compose helpers)."""
+    from hydra.core.config_store import ConfigStore
+
+    node = {"_target_": NET, **Model().model_dump()}
+    ConfigStore.instance().store(group="model/common", name="recurrent_net", node=node, package="model")
