@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from src.diagnostics import memory_capacity, timescales
+from src.models import cells
 
 
 def linear_states(a: torch.Tensor, b: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -124,6 +125,18 @@ def test_lru_eigenvalues_and_rnn_spectral_radius() -> None:
     with torch.no_grad():
         rnn.topology.rnn.weight_hh_l0.copy_(0.5 * torch.eye(8))
     assert timescales(rnn, _x())["retention_median"] == pytest.approx(0.5, rel=1e-5)
+
+
+@pytest.mark.parametrize("cell", cells.names())
+def test_every_cell_reports_timescales_or_says_it_has_none(cell: str, monkeypatch) -> None:
+    """The probe asks the cell (its `timescales`), so a new cell cannot be skipped silently: it
+    reports one retention per unit of its first layer (the Elman network one spectral radius), or
+    declares `timescales = None` and the probe says None."""
+    net = _net(cell, layers=2)
+    ts = timescales(net, _x())
+    assert ts is not None and ts["units"] in (1, 8) and 0 < ts["retention_median"] < 1
+    monkeypatch.setattr(type(net.topology.rnn), "timescales", None)
+    assert timescales(net, _x()) is None
 
 
 def test_without_recurrence_the_gradient_reaches_only_the_last_step() -> None:

@@ -11,6 +11,7 @@ from hydra import compose, initialize_config_dir
 from src.config import ConfigError, make_task
 from src.hardware import check_cluster
 from src.limits import available_memory, memory_estimate
+from src.models import cells
 from src.models.node import check_model
 from src.run import train, validate
 from tests.conftest import CONF, run_cli
@@ -93,3 +94,22 @@ def test_a_debug_overlay_wins_over_an_experiment_preset(tmp_path):
     m = read_metrics(run)
     assert m["steps"] == 20 and m["task"] == "partial_echo" and m["topology"] == "encdec"
     assert m["params"] > 100_000  # LSTM(150) encoder-decoder: the preset's model, not the default LSTM(50)
+
+
+@pytest.mark.parametrize("cell", cells.names())
+def test_the_memory_estimate_asks_the_cell_its_cost(cell):
+    """Every registered cell is estimated from its declared `cost` (no table of cells here): for
+    PyTorch's fused cells (cost = gates) the parameters counted are exactly the network's; for the
+    others the count is within a factor of 2 (their blocks have norms and projections)."""
+    from src.models.cells._torch import TorchCell
+    from src.run import build_net
+
+    cfg = composed(f"model.cell={cell}")
+    t = make_task(dict(cfg.task))
+    net = check_model(dict(cfg.model), t)
+    estimated = memory_estimate(t, net, dict(cfg.data), 1)["parameters"] / 16  # weights, grads, Adam's 2
+    actual = sum(p.numel() for p in build_net(t, net).parameters())
+    if issubclass(cells.get(cell), TorchCell):
+        assert estimated == actual
+    else:
+        assert 0.5 < estimated / actual < 2, (estimated, actual)
