@@ -28,7 +28,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from src.config import ConfigError, Task
+from src.config import ConfigError
+from src.datamodules.tasks import Task
 from src.hardware import cores
 from src.run_config import validate
 
@@ -170,8 +171,8 @@ def report(task: Task, result: dict[str, list]) -> str:
     elif scored:
         hits = sum(round(p) == e for e, p in scored)
         lines.append(f"  {hits}/{len(scored)} predictions match the expected values (rounded)")
-    elif task.transform == "next":
-        lines.append(f"  no expected value: the input is not a progression with step {task.step}")
+    elif task.unscored():
+        lines.append(f"  no expected value: {task.unscored()}")
     return "\n".join(lines)
 
 

@@ -17,10 +17,12 @@ import sys
 
 
 def main(argv: list[str]) -> int:
+    from src.datamodules.tasks import register as register_tasks
     from src.models.node import register as register_model
     from src.sweeps import COMMANDS, SweepError, presets, run_preset, summarize
 
-    register_model()  # the model node's defaults, before a preset is composed
+    register_model()  # the model node's and the task families' defaults, before a preset is composed
+    register_tasks()
 
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__)

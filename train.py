@@ -28,9 +28,13 @@ OmegaConf.register_new_resolver("uid", lambda: secrets.token_hex(3), use_cache=T
 # topology where one was chosen (`auto` resolves later, from the task).
 OmegaConf.register_new_resolver("trained", lambda *parts: "_".join(str(p) for p in parts if p not in (None, "auto")))
 
+from src.datamodules.tasks import register as register_tasks  # noqa: E402
 from src.models.node import register as register_model  # noqa: E402
 
-register_model()  # the model node's defaults, which the conf/model yamls name: before Hydra composes
+# Before Hydra composes: the model node's and each task family's defaults, which the conf/model and
+# conf/task yamls name first in their defaults lists.
+register_model()
+register_tasks()
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="train")

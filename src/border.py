@@ -400,7 +400,7 @@ def check(search: Search, folder: Path) -> None:
         search.vocabs = [task.vocab]
     search.framing = task.framing
     if search.axis == "delay":
-        if task.stream != "copy_memory":
+        if task.family != "copy_memory":
             raise SweepError(
                 f"task.delay steps copy_memory's blanks; the preset {search.preset} trains task {task.name}, "
                 "which has no delay."

@@ -12,7 +12,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from src.config import ConfigError, Task, check_known_keys
+from src.config import ConfigError, check_known_keys
+from src.datamodules.tasks import Task
 
 
 def check_summary(summary: Mapping[str, Any], task: Task) -> None:

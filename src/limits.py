@@ -16,7 +16,8 @@ import math
 import os
 from typing import Any
 
-from src.config import ConfigError, Task
+from src.config import ConfigError
+from src.datamodules.tasks import Task
 
 GB = 1024**3
 
@@ -77,13 +78,10 @@ def memory_estimate(task: Task, net: dict[str, Any], data: dict[str, Any], world
         )
 
     rows = data["batch_size"] // world
-    if task.stateful_stream:
-        steps, block = task.chunk, task.seq_len  # a batch is `chunk` steps of a whole sequence block
-    else:
-        steps = block = task.context
+    steps, block = task.batch_steps, task.sample_steps  # a stateful stream's batch: a chunk of its block
     per_block = math.lcm(rows, task.rows_per_sequence) // rows if task.rows_per_sequence > 1 else 1
     train_batch = sample_bytes(block, rows * per_block)
-    eval_steps = task.seq_len if task.stateful_stream else task.context
+    eval_steps = task.sample_steps
     shards = math.ceil(data["val_size"] / world) + 2 * math.ceil(data["test_size"] / world)
     eval_rows = min(data.get("eval_batch_size", 4096), max(data["val_size"], data["test_size"]))
     evaluation = sample_bytes(eval_steps, shards) + forward_bytes(eval_rows, eval_steps, keep=False)

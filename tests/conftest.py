@@ -11,9 +11,11 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
+from src.datamodules.tasks import register as register_tasks
 from src.models.node import register as register_model
 
-register_model()  # the model node's defaults, before any test composes the config
+register_model()  # the model node's and the task families' defaults, before any test composes the config
+register_tasks()
 
 ROOT = Path(__file__).resolve().parents[1]
 CONF = str(ROOT / "conf")

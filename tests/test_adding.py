@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from src.config import ConfigError, make_task
+from src.config import ConfigError
 from src.datamodules.generate import generator, make_batch
+from src.datamodules.tasks import make_task
 from src.run import train
 
 

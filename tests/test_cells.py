@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from src.config import make_task
+from src.datamodules.tasks import make_task
 from src.models import cells
 from src.models.node import check_model
 from src.run import train

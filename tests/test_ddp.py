@@ -10,8 +10,8 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from src.config import make_task
 from src.datamodules.sequence_datamodule import SequenceDataModule
+from src.datamodules.tasks import make_task
 from src.run import train
 from tests.conftest import FAST, make_cfg, run_cli
 from tests.run_helpers import read_metrics

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import torch
 
-from src.config import make_task
 from src.datamodules.generate import generator, make_batch, make_split
 from src.datamodules.sequence_datamodule import TrainStream
+from src.datamodules.tasks import make_task
 
 
 def window_targets(task, x):

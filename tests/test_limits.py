@@ -8,7 +8,8 @@ from __future__ import annotations
 import pytest
 from hydra import compose, initialize_config_dir
 
-from src.config import ConfigError, make_task
+from src.config import ConfigError
+from src.datamodules.tasks import make_task
 from src.hardware import check_cluster
 from src.limits import available_memory, memory_estimate
 from src.models import cells

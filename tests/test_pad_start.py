@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from predict import parse_values, predict
-from src.config import ConfigError, make_task
+from src.config import ConfigError
 from src.datamodules.generate import generator, make_batch
+from src.datamodules.tasks import make_task
 from src.lit_models.sequence_module import chance_levels
 from src.models.recurrent import InputEncoder
 from src.run import train

@@ -82,7 +82,7 @@ class Data(Node):
         """Keras' stateful windows: a batch holds consecutive windows of one sequence, so it must
         not straddle two, and every process needs whole sequences of the evaluation sets."""
         rows = self.batch_size // world
-        wps = task.windows_per_sequence
+        wps = task.rows_per_sequence  # stateful windows (no pad_start): the task's windows_per_sequence
         if wps % rows:
             raise ConfigError(
                 f"data.batch_size={self.batch_size} ({rows} per process) does not divide "

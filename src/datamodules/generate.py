@@ -13,7 +13,7 @@ import math
 import numpy as np
 import torch
 
-from src.config import Task
+from src.datamodules.tasks import Task
 
 Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
@@ -36,12 +36,12 @@ def make_split(task: Task, seed: int, size: int, device: torch.device | str = "c
 
     For stateful label tasks a sample is a whole fresh sequence of `seq_len` steps, evaluated from a
     reset state, which is exactly what a stateful model meets after each reset. Stateful windows:
-    `size` windows rounded up to whole sequences of `windows_per_sequence`, in order, which the
+    `size` windows rounded up to whole sequences of `rows_per_sequence`, in order, which the
     datamodule serves in the training layout (src/datamodules/sequence_datamodule.py).
     """
     gen = generator(device, seed, 1)
     if task.stateful_windows:  # whole sequences, rows (sequence, window) in order
-        return make_batch(task, gen, math.ceil(size / task.windows_per_sequence) * task.windows_per_sequence)
+        return make_batch(task, gen, math.ceil(size / task.rows_per_sequence) * task.rows_per_sequence)
     if task.stateful:
         return task.sequences(gen, size)
     return make_batch(task, gen, size)

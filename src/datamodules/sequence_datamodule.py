@@ -25,8 +25,8 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from src.config import Task
 from src.datamodules.generate import Batch, generator, make_batch, make_split
+from src.datamodules.tasks import Task
 
 
 class TrainStream(IterableDataset):
@@ -51,8 +51,8 @@ class TrainStream(IterableDataset):
         self.seed, self.rank, self.device = seed, rank, device
         t = task
         if t.stateful_stream:  # one block = one fresh sequence of every stream
-            self.per_block = t.seq_len // t.chunk
-        elif t.framing == "window" and t.stream == "uniform" and t.rows_per_sequence > 1:
+            self.per_block = t.sample_steps // t.batch_steps
+        elif t.rows_per_sequence > 1:
             # one block = whole sequences that split into whole batches, served in order
             self.per_block = math.lcm(batch, t.rows_per_sequence) // batch
         else:
@@ -79,11 +79,11 @@ class TrainStream(IterableDataset):
         x, y, mask = self._block(b)
         if self.per_block == 1:
             return x, y, mask, True
-        if self.task.stateful_windows:  # batch divides windows_per_sequence
+        if self.task.stateful_windows:  # batch divides rows_per_sequence
             s = slice(i * self.batch, (i + 1) * self.batch)
-            return x[s], y[s], mask[s], i * self.batch % self.task.windows_per_sequence == 0
+            return x[s], y[s], mask[s], i * self.batch % self.task.rows_per_sequence == 0
         if self.task.stateful:
-            s = slice(i * self.task.chunk, (i + 1) * self.task.chunk)
+            s = slice(i * self.task.batch_steps, (i + 1) * self.task.batch_steps)
             return x[:, s], y[:, s], mask[:, s], i == 0
         s = slice(i * self.batch, (i + 1) * self.batch)
         return x[s], y[s], mask[s], True
@@ -153,7 +153,7 @@ class SequenceDataModule(pl.LightningDataModule):
         stateful windows (rows (sequence, window) in order)."""
         shard = slice(self.rank, None, self.world_size)
         if self.task.stateful_windows:
-            wps = self.task.windows_per_sequence
+            wps = self.task.rows_per_sequence
             return tuple(t.unflatten(0, (-1, wps))[shard].flatten(0, 1) for t in data)
         return tuple(t[shard] for t in data)
 
@@ -184,7 +184,7 @@ class SequenceDataModule(pl.LightningDataModule):
         # the training layout: batch j of a sequence is its windows j*rows .. (j+1)*rows - 1; up to
         # eval_batch_size // rows sequences side by side, row (s, i) continuing row (s, i) of batch j-1
         rows = self.batch_size // self.world_size
-        per_seq = self.task.windows_per_sequence // rows
+        per_seq = self.task.rows_per_sequence // rows
         seqs = [t.unflatten(0, (-1, per_seq, rows)) for t in data]  # (sequence, batch j, row i, ...)
         group = max(1, size // rows)
         return PrebuiltBatches([

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics import MeanMetric
 
-from src.config import Task
+from src.datamodules.tasks import Task
 from src.loggers import CHANCE
 
 Metrics = dict[str, float]

@@ -7,19 +7,31 @@ one number after the last step (regression, MSE).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal
 
-from src.config import ConfigError, Task, _int, check_known_keys
+from pydantic import Field
 
-FIELDS = {"name", "family", "length"}
+from src.datamodules.tasks.base import Task
+from src.schema import ConfigError
+
+Length = Annotated[int, Field(ge=2, json_schema_extra={"allowed": "the two marked steps need length >= 2"})]
 
 
-@dataclass(frozen=True)
 class Adding(Task):
     """length: T, the steps of a sequence."""
 
-    length: int = 100
+    name: str = "adding"
+    family: Literal["adding"] = "adding"
+    length: Length = 100
+
+    vocab: ClassVar[int] = 2  # the marker's values: no vocabulary is read (encoding=features)
+    out_len: ClassVar[int] = 1
+    encoding: ClassVar[str] = "features"
+    objective: ClassVar[str] = "regression"
+
+    @property
+    def context(self) -> int:
+        return self.length
 
     @property
     def features(self) -> int:
@@ -28,19 +40,6 @@ class Adding(Task):
     @property
     def is_integer_valued(self) -> bool:
         return False
-
-    @classmethod
-    def from_config(cls, g: dict[str, Any], tbptt: int = 1) -> Adding:
-        check_known_keys("task", g, FIELDS)
-        length = _int("task.length", g.get("length", 100))
-        if length < 2:
-            raise ConfigError(f"task.length={length} is not allowed; the two marked steps need length >= 2.")
-        return cls(
-            name=str(g.get("name", "adding")), stream="adding", vocab=2, context=length, lag=0, out_len=1,
-            framing="window", transform="identity", encoding="features", objective="regression", scale=1.0,
-            step=0, start_low=0, start_high=2, windows_per_sequence=1, stateful=False, seq_len=length, chunk=1,
-            length=length,
-        )  # fmt: skip
 
     def batch(self, gen: Any, batch: int) -> tuple[Any, Any, Any]:
         """x (batch, T, 2) float, y (batch, 1) float, mask (batch, 1) all True."""

@@ -11,47 +11,49 @@ out_len = n_queries).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from src.config import ConfigError, Task, _int, check_known_keys
+from pydantic import Field, model_validator
 
-FIELDS = {"name", "family", "n_pairs", "n_queries", "keys", "values"}
+from src.datamodules.tasks.base import Task
+from src.schema import ConfigError, PosInt
 
 
-@dataclass(frozen=True)
 class AssociativeRecall(Task):
     """n_pairs key-value pairs, then n_queries query keys."""
 
-    n_pairs: int = 4
-    n_queries: int = 4
-    keys: int = 8
-    values: int = 8
+    name: str = "associative_recall"
+    family: Literal["associative_recall"] = "associative_recall"
+    n_pairs: PosInt = 4
+    n_queries: PosInt = 4
+    keys: PosInt = 8
+    values: Annotated[int, Field(ge=2)] = 8
 
-    @classmethod
-    def from_config(cls, g: dict[str, Any], tbptt: int = 1) -> AssociativeRecall:
-        check_known_keys("task", g, FIELDS)
-        n_pairs = _int("task.n_pairs", g.get("n_pairs", 4))
-        n_queries = _int("task.n_queries", g.get("n_queries", 4))
-        keys = _int("task.keys", g.get("keys", 8))
-        values = _int("task.values", g.get("values", 8), 2)
-        if keys < n_pairs:
+    @model_validator(mode="after")
+    def enough_keys(self) -> AssociativeRecall:
+        n_pairs = self.n_pairs
+        if self.keys < n_pairs:
             raise ConfigError(
-                f"task.keys={keys} is not allowed; n_pairs={n_pairs} distinct keys need keys >= {n_pairs}."
+                f"task.keys={self.keys} is not allowed; n_pairs={n_pairs} distinct keys need keys >= {n_pairs}."
             )
-        if n_queries > n_pairs:
+        if self.n_queries > n_pairs:
             raise ConfigError(
-                f"task.n_queries={n_queries} is not allowed; each query is a different presented key, so "
+                f"task.n_queries={self.n_queries} is not allowed; each query is a different presented key, so "
                 f"n_queries <= n_pairs={n_pairs}."
             )
-        context = 2 * n_pairs + n_queries
-        return cls(
-            name=str(g.get("name", "associative_recall")), stream="associative_recall", vocab=keys + values,
-            context=context, lag=0, out_len=n_queries, framing="window", transform="identity",
-            encoding="onehot", objective="classification", scale=1.0, step=0, start_low=0,
-            start_high=0, windows_per_sequence=1, stateful=False, seq_len=context, chunk=1,
-            n_pairs=n_pairs, n_queries=n_queries, keys=keys, values=values,
-        )  # fmt: skip
+        return self
+
+    @property
+    def vocab(self) -> int:
+        return self.keys + self.values
+
+    @property
+    def context(self) -> int:
+        return 2 * self.n_pairs + self.n_queries
+
+    @property
+    def out_len(self) -> int:
+        return self.n_queries
 
     def batch(self, gen: Any, batch: int) -> tuple[Any, Any, Any]:
         """x (batch, context) long, y and mask (batch, n_queries): each query's value, all True."""

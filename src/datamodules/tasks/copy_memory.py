@@ -10,39 +10,38 @@ count the 10 recall steps only.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal
 
-from src.config import ConfigError, Task, _int, check_known_keys
+from pydantic import Field
 
-FIELDS = {"name", "family", "delay", "symbols", "categories"}
+from src.datamodules.tasks.base import Task
+from src.schema import PosInt
+
+Categories = Annotated[int, Field(ge=2, json_schema_extra={"allowed": "recall needs at least 2 categories"})]
 
 
-@dataclass(frozen=True)
 class CopyMemory(Task):
     """delay: T, the steps between the last symbol and the delimiter's answer window."""
 
-    delay: int = 10
-    symbols: int = 10
-    categories: int = 8
-    loss_on_every_step = True
+    name: str = "copy_memory"
+    family: Literal["copy_memory"] = "copy_memory"
+    delay: PosInt = 10
+    symbols: PosInt = 10
+    categories: Categories = 8
 
-    @classmethod
-    def from_config(cls, g: dict[str, Any], tbptt: int = 1) -> CopyMemory:
-        check_known_keys("task", g, FIELDS)
-        delay = _int("task.delay", g.get("delay", 10))
-        symbols = _int("task.symbols", g.get("symbols", 10))
-        categories = _int("task.categories", g.get("categories", 8))
-        if categories < 2:
-            raise ConfigError(f"task.categories={categories} is not allowed; recall needs at least 2 categories.")
-        length = delay + 2 * symbols
-        return cls(
-            name=str(g.get("name", "copy_memory")), stream="copy_memory", vocab=categories + 2,
-            context=length, lag=0, out_len=length, framing="window", transform="identity",
-            encoding="onehot", objective="classification", scale=1.0, step=0, start_low=0,
-            start_high=0, windows_per_sequence=1, stateful=False, seq_len=length, chunk=1,
-            delay=delay, symbols=symbols, categories=categories,
-        )  # fmt: skip
+    loss_on_every_step: ClassVar[bool] = True
+
+    @property
+    def vocab(self) -> int:
+        return self.categories + 2  # blank, symbols, delimiter
+
+    @property
+    def context(self) -> int:
+        return self.delay + 2 * self.symbols
+
+    @property
+    def out_len(self) -> int:
+        return self.context
 
     def batch(self, gen: Any, batch: int) -> tuple[Any, Any, Any]:
         """x, y (batch, T + 20) long, mask (batch, T + 20) bool: True on the recall steps."""

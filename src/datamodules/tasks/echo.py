@@ -6,60 +6,93 @@ label framing: x (batch, T) -> y (batch, T), y_t = f(x_{t-lag}) with steps t < l
 (lag_regression, invert_bits), optionally stateful: consecutive batches continue the same streams
 (echo_lag_online). f is `identity` or `invert` ((vocab - 1) - x, 1 - x for bits).
 
-The rules are those of every stream task: `progression` (the arithmetic stream) shares them, and
-the stream, not the family name, decides the class (a saved config without `family` still loads).
+The fields and rules are those of every stream task: `progression` (the arithmetic stream,
+progression.py) extends this class with its own stream, defaults and `check_stream`. The family
+decides the class; `stream` must agree with it (a saved config without `family` picks the family
+by its stream: src/datamodules/tasks/__init__.py).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Mapping
+from typing import Annotated, Any, ClassVar, Literal
 
-from src.config import ConfigError, Task, _choice, _float, _int, check_known_keys
-from src.datamodules.tasks import family
+from pydantic import Field, ValidationInfo, model_validator
 
-STREAMS = ("uniform", "arithmetic")
-FRAMINGS = ("window", "label")
-TRANSFORMS = ("identity", "invert", "next")
-ENCODINGS = ("onehot", "embedding", "scalar")
-OBJECTIVES = ("classification", "regression")
+from src.datamodules.tasks.base import Task
+from src.schema import ConfigError, NonNegInt, PosInt
+
+Int = Annotated[int, Field(ge=-(10**9))]  # progression values: any integer a long can hold after steps
+Vocab = Annotated[int, Field(ge=2, json_schema_extra={"allowed": "a stream needs at least 2 symbols (vocab >= 2)"})]
 
 
-@dataclass(frozen=True)
+def tbptt_of(info: ValidationInfo) -> int:
+    """The model's truncation window, passed as context (`check(..., tbptt=...)`), checked here
+    first: it fills a null task.chunk."""
+    tbptt = (info.context or {}).get("tbptt", 1)
+    if isinstance(tbptt, bool) or not isinstance(tbptt, int) or tbptt < 1:
+        raise ConfigError(f"model.tbptt={tbptt!r} is not allowed; it must be an integer >= 1.")
+    return tbptt
+
+
 class Echo(Task):
-    """The uniform stream's task; its fields are those of `Task` (src/config.py)."""
+    """The uniform stream's task. seq_len (null: context) is a stateful stream's fresh sequence,
+    chunk (null: model.tbptt) the steps of one of its batches."""
 
+    STREAM: ClassVar[str] = "uniform"  # the `stream` this family generates
+
+    name: str = "custom"
+    family: Literal["echo"] = "echo"
+    stream: Literal["uniform", "arithmetic"] = "uniform"
+    framing: Literal["window", "label"] = "window"
+    transform: Literal["identity", "invert", "next"] = "identity"
+    encoding: Literal["onehot", "embedding", "scalar"] = "onehot"
+    objective: Literal["classification", "regression"] = "classification"
+    vocab: Vocab = 100
+    context: PosInt
+    lag: NonNegInt = 0
+    out_len: PosInt = 1
+    scale: Annotated[float, Field(gt=0)] = 1.0
+    step: Int = 10
+    start_low: Int = 0
+    start_high: int = 99
+    windows_per_sequence: PosInt = 1
+    stateful: bool = False
+    pad_start: bool = False
+    target_outside_window: bool = False  # window framing: let lag + out_len exceed context (opt-in)
+    seq_len: PosInt | None = None
+    chunk: PosInt | None = None
+
+    @model_validator(mode="before")
     @classmethod
-    def from_config(cls, g: dict[str, Any], tbptt: int = 1) -> Task:
-        """Validate a stream task's `task` node; `tbptt` fills a null `task.chunk`."""
-        g = {k: v for k, v in g.items() if k != "family"}
-        check_known_keys("task", g, {f.name for f in dataclasses.fields(Task)})
-        stream = _choice("task.stream", g.get("stream", "uniform"), STREAMS)
-        framing = _choice("task.framing", g.get("framing", "window"), FRAMINGS)
-        transform = _choice("task.transform", g.get("transform", "identity"), TRANSFORMS)
-        encoding = _choice("task.encoding", g.get("encoding", "onehot"), ENCODINGS)
-        objective = _choice("task.objective", g.get("objective", "classification"), OBJECTIVES)
-        vocab = g.get("vocab", 100)
-        if isinstance(vocab, int) and not isinstance(vocab, bool) and vocab < 2:
-            raise ConfigError(f"task.vocab={vocab!r} is not allowed; a stream needs at least 2 symbols (vocab >= 2).")
-        vocab = _int("task.vocab", vocab, 2)
-        context = _int("task.context", g.get("context"))
-        lag = _int("task.lag", g.get("lag", 0), 0)
-        out_len = _int("task.out_len", g.get("out_len", 1))
-        scale = _float("task.scale", g.get("scale", 1.0), 0.0)
-        step = _int("task.step", g.get("step", 10), -(10**9))
-        start_low = _int("task.start_low", g.get("start_low", 0), -(10**9))
-        start_high = _int("task.start_high", g.get("start_high", 99), start_low)
-        wps = _int("task.windows_per_sequence", g.get("windows_per_sequence", 1))
-        stateful = g.get("stateful", False)
-        if not isinstance(stateful, bool):
-            raise ConfigError(f"task.stateful={stateful!r} is not allowed; it must be true or false.")
-        pad_start = g.get("pad_start", False)
-        if not isinstance(pad_start, bool):
-            raise ConfigError(f"task.pad_start={pad_start!r} is not allowed; it must be true or false.")
-        if pad_start and (framing != "window" or stream != "uniform"):
+    def fill_nulls(cls, data: Any, info: ValidationInfo) -> Any:
+        """seq_len null: context; chunk null: the model's tbptt."""
+        tbptt = tbptt_of(info)
+        if not isinstance(data, Mapping):
+            return data
+        data = dict(data)
+        if data.get("seq_len") is None:
+            data["seq_len"] = data.get("context")
+        if data.get("chunk") is None:
+            data["chunk"] = tbptt
+        return data
+
+    @model_validator(mode="after")
+    def fields_agree(self, info: ValidationInfo) -> Echo:
+        """The rules between the stream's keys (and the model's tbptt)."""
+        stream, framing, stateful, tbptt = self.stream, self.framing, self.stateful, tbptt_of(info)
+        if stream != self.STREAM:
+            other = "echo" if stream == "uniform" else "progression"
+            raise ConfigError(
+                f"task.stream={stream!r} is not allowed with task.family={self.family}, which generates "
+                f"{self.STREAM} streams; use stream={self.STREAM}, or family={other} for {stream} streams."
+            )
+        if self.start_high < self.start_low:
+            raise ConfigError(
+                f"task.start_high={self.start_high!r} is not allowed; it must be an integer >= {self.start_low}."
+            )
+        if self.pad_start and (framing != "window" or stream != "uniform"):
             why = (
                 "label framing already reads every step from the start of a sequence (targets before it masked)"
                 if framing != "window"
@@ -69,15 +102,11 @@ class Echo(Task):
                 f"task.pad_start=true is not allowed with task.framing={framing!r} and task.stream={stream!r}: {why}; "
                 "use framing=window with stream=uniform, or pad_start=false."
             )
-        if pad_start and stateful:
+        if self.pad_start and stateful:
             raise ConfigError(
                 "task.pad_start=true is not allowed with task.stateful=true: Keras' stateful windows (the tutorials' "
                 "layout) start each sequence at its first whole window; use one of the two."
             )
-        tbptt = _int("model.tbptt", tbptt)  # checked here first: it fills a null task.chunk below
-        outside = g.get("target_outside_window", False)
-        if not isinstance(outside, bool):
-            raise ConfigError(f"task.target_outside_window={outside!r} is not allowed; it must be true or false.")
         if stateful and framing == "window" and tbptt > 1:
             raise ConfigError(
                 f"model.tbptt={tbptt} does not apply to stateful windows (task.framing=window): each window is "
@@ -88,7 +117,8 @@ class Echo(Task):
                 "task.stateful=true is not allowed with task.stream=arithmetic: its windows are independent "
                 "progressions, not consecutive windows of one sequence; use stateful=false."
             )
-        if outside and not (framing == "window" and lag + out_len > context):
+        lag, out_len, context = self.lag, self.out_len, self.context
+        if self.target_outside_window and not (framing == "window" and lag + out_len > context):
             raise ConfigError(
                 f"task.target_outside_window=true has no effect here (task.framing={framing!r}, lag + out_len = "
                 f"{lag + out_len}, context={context}): it only admits window targets with lag + out_len > context; "
@@ -99,67 +129,80 @@ class Echo(Task):
                 f"model.tbptt={tbptt} only applies to task.stateful=true (a stateless model backpropagates "
                 "through its whole window); use tbptt=1 or a stateful task."
             )
-        seq_len = _int("task.seq_len", g.get("seq_len") or context)
-        chunk = _int("task.chunk", g.get("chunk") or tbptt)
-        if scale != 1.0 and encoding != "scalar" and objective == "classification":
+        if self.scale != 1.0 and self.encoding != "scalar" and self.objective == "classification":
             # scale divides scalar inputs and regression targets; anything else would ignore it silently
             raise ConfigError(
-                f"task.scale={scale:g} has no effect with task.encoding={encoding!r} and "
+                f"task.scale={self.scale:g} has no effect with task.encoding={self.encoding!r} and "
                 "task.objective='classification'; use scale=1, encoding=scalar or objective=regression."
             )
-        kind = family("progression") if stream == "arithmetic" else Echo
-        kind.check_stream(transform, encoding, objective, framing)
+        self.check_stream()
+        return self
 
-        if framing == "window":
-            if transform == "next" and (lag != 0 or out_len != 1):
+    def check_stream(self) -> None:
+        """The transform a uniform stream allows (an arithmetic one: progression.py)."""
+        if self.transform == "next":
+            raise ConfigError("task.transform='next' is not allowed with task.stream=uniform; use identity or invert.")
+
+    @model_validator(mode="after")
+    def target_fits(self, info: ValidationInfo) -> Echo:
+        """The target block lies where the framing reads it."""
+        lag, out_len, context, seq_len, chunk = self.lag, self.out_len, self.context, self.seq_len, self.chunk
+        if self.framing == "window":
+            if self.transform == "next" and (lag != 0 or out_len != 1):
                 raise ConfigError(
                     f"task.lag={lag} and task.out_len={out_len} are not allowed with transform=next; "
                     "the target is the single value after the window (lag=0, out_len=1)."
                 )
-            if lag + out_len > context and not outside:  # opt-in: only a carried state could hold the target
+            if lag + out_len > context and not self.target_outside_window:  # only a carried state could hold it
                 raise ConfigError(
                     f"task.lag + task.out_len = {lag} + {out_len} = {lag + out_len} exceeds task.context={context}: "
                     "the target block would lie outside the window the model sees; use lag + out_len <= context, "
                     "or set task.target_outside_window=true to train on it anyway."
                 )
-        else:
-            if out_len != context:
-                raise ConfigError(
-                    f"task.out_len={out_len} is not allowed with task.framing=label, which has a target at every "
-                    f"timestep; set out_len equal to task.context={context}."
-                )
-            if stateful and seq_len != context:
-                # validation runs whole sequences from a reset state, with a target at every step
-                raise ConfigError(
-                    f"task.seq_len={seq_len} differs from task.context={context}: a stateful model's context is "
-                    "the whole sequence since its last reset; set both (and out_len) to the same length."
-                )
-            horizon = seq_len if stateful else context
-            if lag >= horizon:
-                name = "task.seq_len" if stateful else "task.context"
-                raise ConfigError(f"task.lag={lag} leaves no target inside {name}={horizon}; use lag < {horizon}.")
-            if stateful and seq_len % chunk:
-                raise ConfigError(
-                    f"task.chunk={chunk} does not divide task.seq_len={seq_len}; each fresh sequence must split "
-                    "into whole batches of chunk steps."
-                )
-            if stateful and tbptt > chunk:
-                raise ConfigError(
-                    f"model.tbptt={tbptt} exceeds task.chunk={chunk}: gradients cannot flow back past the start "
-                    "of a batch; use tbptt <= chunk (or chunk=null, which follows tbptt)."
-                )
-        return kind(
-            name=str(g.get("name", "custom")), stream=stream, vocab=vocab, context=context, lag=lag, out_len=out_len,
-            framing=framing, transform=transform, encoding=encoding, objective=objective, scale=scale, step=step,
-            start_low=start_low, start_high=start_high, windows_per_sequence=wps, stateful=stateful, seq_len=seq_len,
-            chunk=chunk, target_outside_window=outside, pad_start=pad_start,
-        )  # fmt: skip
+            return self
+        if out_len != context:
+            raise ConfigError(
+                f"task.out_len={out_len} is not allowed with task.framing=label, which has a target at every "
+                f"timestep; set out_len equal to task.context={context}."
+            )
+        if self.stateful and seq_len != context:
+            # validation runs whole sequences from a reset state, with a target at every step
+            raise ConfigError(
+                f"task.seq_len={seq_len} differs from task.context={context}: a stateful model's context is "
+                "the whole sequence since its last reset; set both (and out_len) to the same length."
+            )
+        horizon = seq_len if self.stateful else context
+        if lag >= horizon:
+            name = "task.seq_len" if self.stateful else "task.context"
+            raise ConfigError(f"task.lag={lag} leaves no target inside {name}={horizon}; use lag < {horizon}.")
+        if self.stateful and seq_len % chunk:
+            raise ConfigError(
+                f"task.chunk={chunk} does not divide task.seq_len={seq_len}; each fresh sequence must split "
+                "into whole batches of chunk steps."
+            )
+        if self.stateful and tbptt_of(info) > chunk:
+            raise ConfigError(
+                f"model.tbptt={tbptt_of(info)} exceeds task.chunk={chunk}: gradients cannot flow back past the start "
+                "of a batch; use tbptt <= chunk (or chunk=null, which follows tbptt)."
+            )
+        return self
 
-    @staticmethod
-    def check_stream(transform: str, encoding: str, objective: str, framing: str) -> None:
-        """The transform a uniform stream allows (an arithmetic one: src/datamodules/tasks/progression.py)."""
-        if transform == "next":
-            raise ConfigError("task.transform='next' is not allowed with task.stream=uniform; use identity or invert.")
+    # -- what the trainer asks -----------------------------------------------------------------
+    @property
+    def rows_per_sequence(self) -> int:
+        """Windows cut from one sequence: `windows_per_sequence` whole ones, plus with pad_start the
+        context - 1 incomplete ones at its start (left-padded)."""
+        if self.framing != "window":
+            return 1
+        return self.windows_per_sequence + (self.context - 1 if self.pad_start else 0)
+
+    @property
+    def batch_steps(self) -> int:
+        return self.chunk if self.stateful_stream else self.context
+
+    @property
+    def sample_steps(self) -> int:
+        return self.seq_len if self.stateful_stream else self.context
 
     # -- generation ----------------------------------------------------------------------------
     def uniform(self, gen: Any, shape: tuple[int, ...]) -> Any:

@@ -2,25 +2,31 @@
 read a window of `context` values, predict the next one (transform `next`: the newest value plus
 `step`). Values have no vocabulary: scalar inputs, regression targets, both divided by `scale`.
 
-A stream task: its config rules are those of `echo` (src/datamodules/tasks/echo.py), with the
-transform, encoding, objective and framing an arithmetic stream allows (`check_stream`).
+A stream task: its fields and rules are those of `echo` (src/datamodules/tasks/echo.py), with the
+stream, transform, encoding, objective and framing an arithmetic stream allows (`check_stream`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Literal
 
-from src.config import ConfigError
 from src.datamodules.tasks.echo import Echo
+from src.schema import ConfigError
 
 
-@dataclass(frozen=True)
 class Progression(Echo):
-    """The arithmetic stream's task; its fields are those of `Task` (src/config.py)."""
+    """The arithmetic stream's task; its fields are echo's, with the defaults of a progression."""
 
-    @staticmethod
-    def check_stream(transform: str, encoding: str, objective: str, framing: str) -> None:
+    STREAM: ClassVar[str] = "arithmetic"
+
+    family: Literal["progression"] = "progression"
+    stream: Literal["uniform", "arithmetic"] = "arithmetic"
+    transform: Literal["identity", "invert", "next"] = "next"
+    encoding: Literal["onehot", "embedding", "scalar"] = "scalar"
+    objective: Literal["classification", "regression"] = "regression"
+
+    def check_stream(self) -> None:
+        transform, encoding, objective, framing = self.transform, self.encoding, self.objective, self.framing
         if transform != "next":
             raise ConfigError(f"task.transform={transform!r} is not allowed with task.stream=arithmetic; use next.")
         if encoding != "scalar" or objective != "regression":
@@ -36,8 +42,15 @@ class Progression(Echo):
             )
 
     @property
+    def rows_per_sequence(self) -> int:
+        return 1  # every window is a fresh progression
+
+    @property
     def value_range(self) -> tuple[int, int]:
         return self.start_low, self.start_high + self.step * self.context
+
+    def unscored(self) -> str | None:
+        return f"the input is not a progression with step {self.step}"
 
     def batch(self, gen: Any, batch: int) -> tuple[Any, Any, Any]:
         """x (batch, context) long: progressions start + step * t, start uniform in

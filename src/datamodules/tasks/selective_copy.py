@@ -12,38 +12,36 @@ n_tokens recall steps (the last n_tokens outputs: out_len = n_tokens).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from src.config import ConfigError, Task, _int, check_known_keys
+from pydantic import Field
 
-FIELDS = {"name", "family", "length", "n_tokens", "categories"}
+from src.datamodules.tasks.base import Task
+from src.schema import NonNegInt, PosInt
+
+Categories = Annotated[int, Field(ge=2, json_schema_extra={"allowed": "recall needs at least 2 categories"})]
 
 
-@dataclass(frozen=True)
 class SelectiveCopy(Task):
     """length: the blanks among which the n_tokens symbols are scattered."""
 
-    length: int = 16
-    n_tokens: int = 4
-    categories: int = 8
+    name: str = "selective_copy"
+    family: Literal["selective_copy"] = "selective_copy"
+    length: NonNegInt = 16
+    n_tokens: PosInt = 4
+    categories: Categories = 8
 
-    @classmethod
-    def from_config(cls, g: dict[str, Any], tbptt: int = 1) -> SelectiveCopy:
-        check_known_keys("task", g, FIELDS)
-        length = _int("task.length", g.get("length", 16), 0)
-        n_tokens = _int("task.n_tokens", g.get("n_tokens", 4))
-        categories = _int("task.categories", g.get("categories", 8))
-        if categories < 2:
-            raise ConfigError(f"task.categories={categories} is not allowed; recall needs at least 2 categories.")
-        context = length + 2 * n_tokens + 1
-        return cls(
-            name=str(g.get("name", "selective_copy")), stream="selective_copy", vocab=categories + 2,
-            context=context, lag=0, out_len=n_tokens, framing="window", transform="identity",
-            encoding="onehot", objective="classification", scale=1.0, step=0, start_low=0,
-            start_high=0, windows_per_sequence=1, stateful=False, seq_len=context, chunk=1,
-            length=length, n_tokens=n_tokens, categories=categories,
-        )  # fmt: skip
+    @property
+    def vocab(self) -> int:
+        return self.categories + 2  # blank, symbols, delimiter
+
+    @property
+    def context(self) -> int:
+        return self.length + 2 * self.n_tokens + 1
+
+    @property
+    def out_len(self) -> int:
+        return self.n_tokens
 
     def batch(self, gen: Any, batch: int) -> tuple[Any, Any, Any]:
         """x (batch, context) long, y and mask (batch, n_tokens): the symbols in order, all True."""
