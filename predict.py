@@ -131,7 +131,7 @@ def status_reason(run_dir: Path) -> str:
 
 
 def parse_values(task: Task, words: list[str]) -> list[float] | list[int]:
-    """The typed window, checked against the task (`task.parse`: src/config.py, src/datamodules/tasks/)."""
+    """The typed window, checked against the task (`task.parse`: src/datamodules/tasks/base.py, or its family)."""
     return task.parse(words)
 
 

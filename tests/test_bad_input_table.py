@@ -17,6 +17,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf, open_dict
 
 from src.config import ConfigError
+from src.datamodules.tasks import names as families
 from src.hardware import cores
 from src.models import cells
 from src.run import train
@@ -132,6 +133,7 @@ def places(tmp_path_factory) -> dict[str, Path]:
         "$DAMAGED": base / "damaged",
         "$CORES": cores(),
         "$CELLS": ", ".join(cells.names()),
+        "$FAMILIES": ", ".join(families()),
     }
 
 
