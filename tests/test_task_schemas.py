@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import typing
+from pathlib import Path
 from typing import Any, Literal
 
 import pytest
@@ -72,3 +73,51 @@ def test_the_registry_finds_fields_of_every_kind():
     choices, every family an integer."""
     assert {n for n, _ in fields("int")} == set(names())
     assert fields("float") and fields("literal")
+
+
+def test_the_family_not_the_stream_decides_the_class():
+    """`task.stream` used to pick the class over `task.family` (family echo with an arithmetic stream
+    trained a progression); now a stream that disagrees with its family is refused, and only a
+    config saved without `family` is read by its stream."""
+    progression = {"stream": "arithmetic", "context": 3}
+    assert make_task(progression).family == "progression"
+    with pytest.raises(ConfigError) as err:
+        make_task(
+            {**progression, "family": "echo", "transform": "next", "encoding": "scalar", "objective": "regression"}
+        )
+    assert str(err.value) == (
+        "task.stream='arithmetic' is not allowed with task.family=echo, which generates uniform streams; use "
+        "stream=uniform, or family=progression for arithmetic streams."
+    )
+    with pytest.raises(ConfigError, match=r"^task\.stream='uniform' is not allowed with task\.family=progression"):
+        make_task({**progression, "family": "progression", "stream": "uniform"})
+
+
+def test_only_the_stream_families_have_stream_fields():
+    """The other families carry none of the echo stream's keys: not as fields, not as attributes."""
+    for name in set(names()) - {"echo", "progression"}:
+        task = make_task(valid(name))
+        for key in (
+            "stream",
+            "transform",
+            "step",
+            "start_low",
+            "start_high",
+            "windows_per_sequence",
+            "seq_len",
+            "chunk",
+        ):
+            assert key not in family(name).model_fields and not hasattr(task, key), (name, key)
+        assert (task.stateful, task.pad_start, task.rows_per_sequence) == (False, False, 1)
+
+
+def test_every_task_yaml_composes_every_key_of_its_family(tmp_path):
+    """The family's defaults come from its class through Hydra's ConfigStore, so each of its keys is
+    in the composed config (`task.<key>=...` needs no `+`) while the yaml writes only its variant."""
+    from tests.conftest import CONF, make_cfg
+
+    for option in sorted(p.stem for p in (Path(CONF) / "task").glob("*.yaml")):
+        cfg = make_cfg(tmp_path, f"task={option}")
+        assert set(cfg.task) == set(family(cfg.task.family).model_fields), option
+    cfg = make_cfg(tmp_path, "task=copy_memory", "task.symbols=3", "task.categories=4")
+    assert make_task(cfg.task).context == 5 + 2 * 3
