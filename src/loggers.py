@@ -34,6 +34,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from pytorch_lightning.loggers import MLFlowLogger as _MLFlowLogger
 from pytorch_lightning.loggers import TensorBoardLogger as _TensorBoardLogger
 from pytorch_lightning.loggers import WandbLogger as _WandbLogger
+from pytorch_lightning.utilities.rank_zero import rank_zero_only
 
 from src.terminal import sample_ok
 
@@ -85,6 +86,7 @@ class TensorBoardLogger(_TensorBoardLogger):
         super().__init__(*args, **kwargs)
         self._runs: dict[str, Any] = {}  # the chance and test runs' writers, made on first use
 
+    @rank_zero_only  # as Lightning's: under DDP only rank 0 writes (the others' experiment is a dummy)
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
         own: dict[str, float] = {}
         for key, value in _drop_epoch(metrics).items():
@@ -97,10 +99,13 @@ class TensorBoardLogger(_TensorBoardLogger):
             super().log_metrics(own, step)
 
     def _writer(self, run: str) -> Any:
+        if rank_zero_only.rank != 0:  # Lightning's no-op stand-in, as the run's own experiment is there
+            return self.experiment
         if run not in self._runs:  # the same writer class and arguments (purge_step, flush_secs) as the run's own
             self._runs[run] = type(self.experiment)(os.path.join(self.log_dir, run), **self._kwargs)
         return self._runs[run]
 
+    @rank_zero_only
     def finalize(self, status: str) -> None:
         # kept, not made anew: a closed writer reopens on its next point without a second session
         # start, which TensorBoard would read as a purge of the run's earlier points
