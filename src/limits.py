@@ -83,7 +83,7 @@ def memory_estimate(task: Task, net: dict[str, Any], data: dict[str, Any], world
     train_batch = sample_bytes(block, rows * per_block)
     eval_steps = task.sample_steps
     shards = math.ceil(data["val_size"] / world) + 2 * math.ceil(data["test_size"] / world)
-    eval_rows = min(data.get("eval_batch_size", 4096), max(data["val_size"], data["test_size"]))
+    eval_rows = min(data["eval_batch_size"], max(data["val_size"], data["test_size"]))
     evaluation = sample_bytes(eval_steps, shards) + forward_bytes(eval_rows, eval_steps, keep=False)
 
     def rnn_params(inputs: int) -> int:

@@ -3,7 +3,7 @@ loggers (checked through the `_target_` each names), and `validate(cfg)`, which 
 (train.py, eval.py, predict.py, sweep.py presets, border searches) calls before any work.
 
 Each node's schema lives beside the unit it configures: `task` in src/datamodules/tasks/, `model`
-in src/config.py, `data` in src/datamodules/data_config.py, `trainer` and `optim` in
+in src/models/node.py, `data` in src/datamodules/data_config.py, `trainer` and `optim` in
 src/lit_models/, `hardware` in src/hardware.py, `summary` with the sweeps. The defaults of the
 top-level keys, `paths`, `data`, `optim` and `trainer` live once, in conf/train.yaml; a schema
 declares a default only for a key that yaml leaves out. A failure is one sentence (`ConfigError`,

@@ -9,14 +9,21 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from src.config import ConfigError
+from src.datamodules.data_config import Data
 from src.datamodules.tasks import make_task
 from src.hardware import check_cluster
 from src.limits import available_memory, memory_estimate
 from src.models import cells
 from src.models.node import check_model
 from src.run import train, validate
+from src.schema import check
 from tests.conftest import CONF, run_cli
 from tests.run_helpers import read_metrics
+
+
+def checked_data(cfg) -> dict:
+    """The data node as validate() hands it to the estimate: the schema's defaults filled in."""
+    return check(Data, "data", cfg.data).model_dump()
 
 
 def composed(*overrides: str):
@@ -30,7 +37,7 @@ def test_the_issues_oversized_configs_are_refused_with_the_numbers(override):
     # memory than the estimate, which for these sizes is every ordinary machine.
     cfg = composed(override)
     t = make_task(dict(cfg.task))
-    need = sum(memory_estimate(t, check_model(dict(cfg.model), t), dict(cfg.data), 1).values())
+    need = sum(memory_estimate(t, check_model(dict(cfg.model), t), checked_data(cfg), 1).values())
     free, _ = available_memory("cpu")
     if need <= free:
         pytest.skip(f"this machine has {free / 2**30:.0f} GB available, more than the {need / 2**30:.0f} GB estimate")
@@ -57,7 +64,7 @@ def test_the_memory_estimate_follows_a_measured_peak(tmp_path):
     net = check_model(dict(cfg.model), t)
 
     def estimate(rows: int) -> int:
-        return sum(memory_estimate(t, net, {**dict(cfg.data), "batch_size": rows}, 1).values())
+        return sum(memory_estimate(t, net, {**checked_data(cfg), "batch_size": rows}, 1).values())
 
     measured, estimated = peaks[50000] - peaks[64], estimate(50000) - estimate(64)
     assert 0.75 < estimated / measured < 1.25, (estimated, measured)
@@ -108,7 +115,7 @@ def test_the_memory_estimate_asks_the_cell_its_cost(cell):
     cfg = composed(f"model.cell={cell}")
     t = make_task(dict(cfg.task))
     net = check_model(dict(cfg.model), t)
-    estimated = memory_estimate(t, net, dict(cfg.data), 1)["parameters"] / 16  # weights, grads, Adam's 2
+    estimated = memory_estimate(t, net, checked_data(cfg), 1)["parameters"] / 16  # weights, grads, Adam's 2
     actual = sum(p.numel() for p in build_net(t, net).parameters())
     if issubclass(cells.get(cell), TorchCell):
         assert estimated == actual

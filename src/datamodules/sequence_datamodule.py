@@ -25,6 +25,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
+from src.datamodules.data_config import Data
 from src.datamodules.generate import Batch, generator, make_batch, make_split
 from src.datamodules.tasks import Task
 
@@ -122,7 +123,7 @@ class SequenceDataModule(pl.LightningDataModule):
         seed: int = 0,
         val_seed: int = 1,
         test_seed: int = 2,
-        eval_batch_size: int = 4096,
+        eval_batch_size: int = Data.model_fields["eval_batch_size"].default,  # one home: the data schema
         num_workers: int = 0,
         overfit_batches: int = 0,
     ):
