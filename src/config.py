@@ -1,37 +1,11 @@
-"""Config checks: every user-facing key is validated here, before anything is built.
-
-Each failure is one sentence naming the key, the value given and what is allowed, raised as
-`ConfigError` so that `train.py` can print it and exit non-zero before any work starts.
+"""`ConfigError`, re-exported from src/schema.py for the modules that import it from here, and
+the last hand-written key check (the `summary` node's, until it has a schema). Every other node
+declares its schema beside its unit; src/run_config.py lists them and `validate` runs them.
 """
 
 from __future__ import annotations
 
-import math
-from typing import Any
-
 from src.schema import ConfigError  # noqa: F401  (re-exported: one error class for every check)
-
-
-def _choice(key: str, value: Any, allowed: tuple[str, ...]) -> str:
-    if value not in allowed:
-        raise ConfigError(f"{key}={value!r} is not allowed; choose one of: {', '.join(allowed)}.")
-    return value
-
-
-def _int(key: str, value: Any, low: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(f"{key}={value!r} is not allowed; it must be an integer >= {low}.")
-    return value
-
-
-def _float(key: str, value: Any, low: float, high: float = math.inf, low_open: bool = True) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value > low if low_open else value >= low) and value < high
-    if not ok:
-        bound = f"> {low}" if low_open else f">= {low}"
-        upper = f" and < {high}" if math.isfinite(high) else ""
-        raise ConfigError(f"{key}={value!r} is not allowed; it must be a number {bound}{upper}.")
-    return float(value)
 
 
 def check_known_keys(node: str, given: dict, known: set[str]) -> None:
