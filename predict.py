@@ -90,12 +90,15 @@ def load_net(run_dir: Path, task: Task, net_kwargs: dict[str, Any]) -> tuple[Any
 
     import torch
 
+    from src.checkpoints import read_weights, unchecked
     from src.run import build_net
 
     net = build_net(task, net_kwargs)
     try:
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
+        state, summed = read_weights(ckpt)  # a damaged file or another file's checksum: refused there
         net.load_state_dict({k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")})
+    except ConfigError:
+        raise
     except Exception as err:  # a truncated file or one from a different model config
         raise ConfigError(f"checkpoint {ckpt} cannot be loaded into the run's model ({type(err).__name__}).") from err
     if not all(torch.isfinite(p).all() for p in net.parameters()):
@@ -108,6 +111,8 @@ def load_net(run_dir: Path, task: Task, net_kwargs: dict[str, Any]) -> tuple[Any
     if status != "completed":
         state = "was interrupted" if status == "interrupted" else "has no metrics.json (still running, or killed)"
         print(f"warning: run {run_dir} {state}; predicting with {ckpt.name} as it was saved.", file=sys.stderr)
+    if not summed:
+        print(unchecked(ckpt), file=sys.stderr)
     return net.eval(), ckpt
 
 

@@ -109,7 +109,7 @@ def record_interrupt(signum: int) -> None:
 
     if not HydraConfig.initialized():
         return  # before Hydra chose a run folder: nothing to record
-    from src.checks import run_status
+    from src.checkpoints import run_status
     from src.files import write_json
     from src.launch import is_primary
 

@@ -150,7 +150,7 @@ def runs_root() -> Path:
 def latest_unfinished(root: Path) -> Path | None:
     """The most recently written checkpoints/last.ckpt of a run under root that did not complete and
     is not running now."""
-    from src.checks import run_status
+    from src.checkpoints import run_status
 
     found = [
         p
@@ -204,7 +204,8 @@ def resume_argv(argv: list[str]) -> list[str]:
     A checkpoint inside a run folder (`<run>/checkpoints/*.ckpt`) continues that run: Hydra is
     pointed at the folder (`hydra.run.dir`) and writes nothing there (`hydra.output_subdir=null`);
     `resumed_config` then trains the run's saved `.hydra/config.yaml`. Only RESUMABLE keys may be
-    given; the checkpoint must match its checksum, must not be older than the run's last.ckpt
+    given; the checkpoint must match its checksum, belong to this run and its saved config (not one
+    copied in from another run, nor a config edited since), must not be older than the run's last.ckpt
     (that would overwrite a newer lineage), and the run must not be live: the folder's lock is
     taken here and held for the process's life. A checkpoint outside a run folder starts a new
     run from today's config. Raises ConfigError before anything is written.
@@ -213,7 +214,7 @@ def resume_argv(argv: list[str]) -> list[str]:
     asked = [_unquote(o.split("=", 1)[1]) for o in overrides if override_key(o) == "ckpt_path" and "=" in o]
     if not is_primary() or any(f in MULTIRUN_FLAGS for f in flags) or not asked or asked[-1] in ("null", ""):
         return argv
-    from src.checks import check_ckpt_path, checkpoint_step, verify_checksum
+    from src.checkpoints import check_ckpt_path, check_run_checkpoint, checkpoint_step
 
     if asked[-1] == "last":
         ckpt = latest_unfinished(runs_root().absolute())
@@ -241,8 +242,7 @@ def resume_argv(argv: list[str]) -> list[str]:
         raise ConfigError(
             f"ckpt_path={asked[-1]} belongs to {run}, which is in use by a live run ({owner}); wait for it to end."
         )
-    verify_checksum(ckpt)
-    step, last = checkpoint_step(ckpt), ckpt.parent / "last.ckpt"
+    step, last = check_run_checkpoint(ckpt, run), ckpt.parent / "last.ckpt"  # intact, and this run's
     if ckpt.name != last.name and last.is_file() and (last_step := checkpoint_step(last)) > step:
         raise ConfigError(
             f"ckpt_path={ckpt} is at step {step}, older than {last} (step {last_step}), which resuming it would "
@@ -354,6 +354,7 @@ class RunDirCheck(Callback):
     new, so that bad input removes only a folder this invocation made."""
 
     def on_run_start(self, config: Any, **kwargs: Any) -> None:
+        _check_folder_name(config, "hydra.run.dir")
         run_dir = Path(str(config.hydra.run.dir)).absolute()
         _check_or_exit("hydra.run.dir", run_dir)
         fresh = not run_dir.exists()
@@ -366,6 +367,7 @@ class RunDirCheck(Callback):
         _FRESH["run_dir"] = run_dir if fresh and is_primary() else None
 
     def on_multirun_start(self, config: Any, **kwargs: Any) -> None:
+        _check_folder_name(config, "hydra.sweep.dir")
         _check_or_exit("hydra.sweep.dir", Path(str(config.hydra.sweep.dir)).absolute())
         launcher = str(OmegaConf.select(config, "hydra.launcher._target_") or "")
         hw = config.get("hardware") or {}
@@ -393,6 +395,24 @@ class RunDirCheck(Callback):
 
         if config.hydra.mode == RunMode.MULTIRUN:  # a joblib worker goes on to other jobs
             release_run_dir(Path(str(config.hydra.runtime.output_dir)))
+
+
+def _check_folder_name(config: Any, key: str) -> None:
+    """A value the folder pattern (conf/hydra/default.yaml) puts into a folder's name must be a
+    plain name: `task.name=../../x` wrote the run outside outputs/runs, where `ckpt_path=last` and
+    the sweep tools look."""
+    import re
+
+    node, leaf = key.rsplit(".", 1)
+    pattern = str(OmegaConf.to_container(OmegaConf.select(config, node), resolve=False)[leaf])
+    for name in re.findall(r"\$\{([^}:]+)\}", pattern):
+        value = OmegaConf.select(config, name.strip(), default=None)
+        if isinstance(value, str) and ("/" in value or os.sep in value or "\0" in value):
+            home = pattern.split("${", 1)[0].rsplit("/", 1)[0] or "."
+            _exit(
+                f"{name}={value!r} is not allowed: it is part of the run folder's name ({key}={pattern}), so it "
+                f"must be a plain name without '/', or the run would be written outside {home}; choose another {name}."
+            )
 
 
 def _check_or_exit(key: str, path: Path) -> None:

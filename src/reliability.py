@@ -19,7 +19,7 @@ import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from src import signals
-from src.checks import checksum, verify_checksum
+from src.checkpoints import RUN_KEY, checksum, listed_digests, sums_path, verify_checksum
 from src.config import ConfigError
 from src.files import write_json
 from src.launch import RunFailed, RunInterrupted
@@ -35,14 +35,30 @@ class StopRequested(BaseException):
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Write `<path>.tmp` beside the target, fsync, rename; then `<path>.sha256`, checked on load.
+    """Write a checkpoint and its `<path>.sha256` so that a kill at any point leaves a pair that
+    matches; checked on load (`src.checkpoints.verify_checksum`).
 
     Lightning 2.6 stages a checkpoint in the system temp folder and moves it into place; across
     filesystems that move is a copy into the open target, so a kill or a full disk during the copy
     truncates last.ckpt and the previous good one is lost. A rename within one folder is atomic:
-    the target is either the old checkpoint or the new one, and a failed write leaves the old one.
-    The checksum catches what a rename cannot: a file damaged later (garbage, truncation).
+    the target is either the old checkpoint or the new one. The checksum file names the digests the
+    target may have: while the target is replaced it lists both the new file's and the old one's
+    (WRITE_STEPS, in order):
+
+    - `data`: `<path>.tmp` written and synced; target and checksum untouched (the old pair).
+    - `sums_pending`: the checksum lists the new digest and the old one; target still the old file.
+    - `renamed`: the target is the new file, which the pending checksum lists.
+    - `sums_final`: the checksum lists the new digest only.
+
+    Before, the checksum was written after the rename: a kill in between left a good last.ckpt that
+    every resume refused as damaged. The checksum catches what a rename cannot: a file damaged
+    later (garbage, truncation) or another file put in its place.
     """
+
+    WRITE_STEPS = ("data", "sums_pending", "renamed", "sums_final")
+
+    def _written(self, step: str, path: Path) -> None:
+        """Called after each of WRITE_STEPS (tests place a kill here); nothing to do otherwise."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
         path = Path(path)
@@ -53,12 +69,17 @@ class AtomicCheckpointIO(TorchCheckpointIO):
                 torch.save(checkpoint, f)
                 f.flush()
                 os.fsync(f.fileno())
+            self._written("data", path)
             digest = checksum(tmp)
+            # every digest the target may have now (two, after a kill between the steps before)
+            old = [d for d in listed_digests(path) if d != digest] if path.exists() else []
+            _replace_text(sums_path(path), "".join(f"{d}  {path.name}\n" for d in [digest, *old]))
+            self._written("sums_pending", path)
             os.replace(tmp, path)
-            sums = path.with_name(path.name + ".sha256")
-            sums_tmp = sums.with_name(sums.name + ".tmp")
-            sums_tmp.write_text(f"{digest}  {path.name}\n")
-            os.replace(sums_tmp, sums)
+            _sync_folder(path.parent)
+            self._written("renamed", path)
+            _replace_text(sums_path(path), f"{digest}  {path.name}\n")
+            self._written("sums_final", path)
         except BaseException as err:
             tmp.unlink(missing_ok=True)  # free the space a partial file holds
             # torch.save reports a failed write as a RuntimeError with the OSError as its context
@@ -74,6 +95,35 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         except ConfigError as err:
             raise RunFailed(str(err)) from err
         return super().load_checkpoint(path, *args, **kwargs)
+
+    def remove_checkpoint(self, path: Any) -> None:
+        super().remove_checkpoint(path)
+        sums_path(Path(path)).unlink(missing_ok=True)
+
+
+def _replace_text(path: Path, text: str) -> None:
+    """Write a small file atomically (temporary file, sync, rename)."""
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with open(tmp, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _sync_folder(folder: Path) -> None:
+    """A rename survives a power cut once its folder is synced."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    except OSError:  # some filesystems refuse fsync on a folder; the rename itself is still atomic
+        pass
+    finally:
+        os.close(fd)
 
 
 def good(path: Path) -> bool:
@@ -96,14 +146,31 @@ class RunGuard(pl.Callback):
       resuming it is exact), and the fit stops with `RunInterrupted`.
     - Under DDP both flags are summed over the ranks once per step, so every rank stops at the same
       batch (a rank that stopped alone would leave the others waiting in a collective).
-    - RNG state rides in the checkpoint, so a resumed run with dropout draws the same masks.
+    - RNG: every training batch starts from the RNG state the previous batch ended with, and that
+      state rides in the checkpoint; so what draws between batches (a DataLoader iterator drawing
+      its seed at an epoch's start, or a resume's first one; a validation) never reaches dropout, and
+      a resumed run draws the masks the uninterrupted one drew.
+    - The checkpoint records which run it belongs to (`identity`: src.checkpoints.run_identity)
+      and the fit's last validation (metrics and step), so a resume whose fit has nothing left to
+      train reports the same val/* and train/loss as the run it continues.
     """
 
-    def __init__(self, ckpt_dir: str | Path):
+    def __init__(self, ckpt_dir: str | Path, identity: dict[str, Any] | None = None, start_step: int = 0):
         self.ckpt_dir = Path(ckpt_dir)
+        self.identity = identity
+        self.start_step = start_step  # a resume's checkpoint step: where a stop before training is
         self._stop = False
         self._state: list[torch.Tensor] | None = None  # recurrent state restored from a checkpoint
         self._state_tuple = False
+        self._rng: dict[str, Any] | None = None  # the RNG state the last training batch ended with
+        self.val_step: int | None = None  # global step of the fit's last validation
+        self._val: dict[str, float] = {}  # val/* and train/* of the fit, as of the last checkpoint restored
+
+    def fit_metrics(self, trainer: pl.Trainer) -> dict[str, float]:
+        """val/* and train/* at the end of the fit: the ones logged in this process, over those
+        the resumed checkpoint recorded (a resume at the end of the budget logs none)."""
+        now = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("val/", "train/"))}
+        return {**self._val, **now}
 
     # -- per step --------------------------------------------------------------------------------
     def on_before_backward(self, trainer: pl.Trainer, pl_module: pl.LightningModule, loss: torch.Tensor) -> None:
@@ -126,9 +193,14 @@ class RunGuard(pl.Callback):
             )
         self._stop = self._stop or bool(stop)
 
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
+        if self._rng is not None:
+            _set_rng(self._rng)
+
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args: Any) -> None:
         # Runs before ModelCheckpoint (Lightning orders checkpoint callbacks last): the batch is
         # complete, so this is the same resume point as a step checkpoint.
+        self._rng = _get_rng()
         if not self._stop:
             return
         trainer.save_checkpoint(self.ckpt_dir / "last.ckpt")
@@ -139,6 +211,10 @@ class RunGuard(pl.Callback):
         # Stateful tasks carry the recurrent state across batches; a resume inside a sequence needs
         # it. Every rank carries its own streams, so all ranks' states are gathered (this hook
         # runs on every rank; only rank 0 writes the file).
+        if self.identity is not None:
+            checkpoint[RUN_KEY] = self.identity
+        if trainer.state.fn == "fit":
+            checkpoint["fit_record"] = {"val_step": self.val_step, "metrics": self.fit_metrics(trainer)}
         state = getattr(pl_module, "state", None)
         if state is None:
             return
@@ -150,6 +226,10 @@ class RunGuard(pl.Callback):
         checkpoint["recurrent_state"] = {"tuple": isinstance(state, tuple), "parts": [p.cpu() for p in parts]}
 
     def on_load_checkpoint(self, trainer: pl.Trainer, pl_module: pl.LightningModule, checkpoint: dict) -> None:
+        if trainer.state.fn != "fit":  # testing best.ckpt: the fit's record stays the fit's
+            return
+        record = checkpoint.get("fit_record") or {}
+        self.val_step, self._val = record.get("val_step"), dict(record.get("metrics") or {})
         saved = checkpoint.get("recurrent_state")
         if saved is None or saved["parts"][0].shape[0] != trainer.world_size:
             return  # none carried, or another world size: the streams differ anyway
@@ -162,16 +242,30 @@ class RunGuard(pl.Callback):
             pl_module.state = parts if self._state_tuple else parts[0]
             self._state = None
 
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.state.fn == "fit" and not trainer.sanity_checking:
+            self.val_step = trainer.global_step
+
     def state_dict(self) -> dict[str, Any]:
-        state = {"torch_rng": torch.get_rng_state()}
-        if torch.cuda.is_available() and torch.cuda.is_initialized():
-            state["cuda_rng"] = torch.cuda.get_rng_state_all()
-        return state
+        return self._rng if self._rng is not None else _get_rng()
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        torch.set_rng_state(state["torch_rng"])
-        if "cuda_rng" in state and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        # Set at the next training batch's start, after Lightning has made the DataLoader iterator
+        # (which draws its seed from this RNG); setting it here shifted every later dropout mask.
+        self._rng = dict(state)
+
+
+def _get_rng() -> dict[str, Any]:
+    state = {"torch_rng": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["cuda_rng"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch_rng"])
+    if "cuda_rng" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda_rng"])
 
 
 def stop_report(err: BaseException, trainer: pl.Trainer, guard: RunGuard, out_dir: Path) -> BaseException:
@@ -179,14 +273,15 @@ def stop_report(err: BaseException, trainer: pl.Trainer, guard: RunGuard, out_di
     and record it in metrics.json (rank 0), so a stopped run's folder says why it stopped. Unknown
     errors pass through (`src.run.record_failure` records them)."""
     last = guard.ckpt_dir / "last.ckpt"
-    record: dict[str, Any] = {"step": trainer.global_step, "checkpoint": str(last) if last.exists() else None}
+    step = max(trainer.global_step, guard.start_step)  # a resume stopped before its checkpoint was restored
+    record: dict[str, Any] = {"step": step, "checkpoint": str(last) if last.exists() else None}
     if isinstance(err, StopRequested | signals.SignalStop):
         signum = signals.received() or getattr(err, "signum", signal.SIGINT)
         name = signal.Signals(signum).name
         where = "no checkpoint was saved; start the run again"
         if last.exists():
             where = f"checkpoint {last}; continue with: python train.py ckpt_path={last}"
-        result: BaseException = RunInterrupted(f"{name} at step {trainer.global_step}; {where}", signum=signum)
+        result: BaseException = RunInterrupted(f"{name} at step {step}; {where}", signum=signum)
         record = {"status": "interrupted", "signal": name, **record}
     elif isinstance(err, RunFailed):
         result, record = err, {"status": "failed", "error": str(err), **record}

@@ -12,7 +12,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from src import signals
-from src.checks import check_checkpoint, check_ckpt_path
+from src.checkpoints import check_ckpt_path, keep_run_id, start_point
 from src.config import ConfigError
 from src.files import write_json
 from src.hardware import build_strategy
@@ -184,21 +184,17 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         ),
     )
     signals.disown(trainer)  # SIGINT/SIGTERM stay with src.signals
-    if ckpt_path is not None:
-        resumed_step = check_checkpoint(ckpt_path, module)["global_step"]
-        for lg in loggers:
-            if hasattr(lg, "resume_at"):
-                lg.resume_at(resumed_step)
-    if cfg.get("init_from") is not None:  # a new run from trained weights: fresh optimizer, step 0
-        init = Path(str(cfg.init_from))
-        if ckpt_path is not None or not init.is_file():
-            raise ConfigError(
-                f"init_from={init} must be a checkpoint file, and is for a new run, so not with ckpt_path; "
-                "use ckpt_path to continue a run, init_from to start a new one from its weights."
-            )
-        module.load_state_dict(check_checkpoint(init, module, key="init_from")["state_dict"])
+    identity, guard.start_step, warnings = start_point(cfg, ckpt_path, module, out_dir)
+    guard.identity = identity  # every checkpoint says which run, trained on what
+    for lg in loggers if ckpt_path is not None else ():
+        if hasattr(lg, "resume_at"):
+            lg.resume_at(guard.start_step)
     out_dir.mkdir(parents=True, exist_ok=True)  # only now: bad input above leaves nothing behind
     keep_log(out_dir)
+    if is_primary():
+        keep_run_id(out_dir, identity)
+        for warning in warnings:  # a checkpoint without a checksum
+            print(warning, file=sys.stderr)
     from src.launch import note_resume
 
     note_resume(out_dir)  # a resume that passed every check: <run>/.hydra/resumes.yaml
@@ -211,7 +207,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
         fit_s = time.perf_counter() - t_fit
         signals.check()  # a signal during the final validation: last.ckpt is the end of the fit
-        val = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(("val/", "train/"))}
+        val, val_step = guard.fit_metrics(trainer), guard.val_step  # a resume at the budget's end: the run's record
         stop = stopped_by(trainer, target)  # before test: testing best.ckpt restores the callbacks' states
         # Test the best checkpoint (selected on validation loss, never on test data) when there is one.
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
@@ -247,7 +243,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             "startup_s": t_fit - T_PROCESS,
             "world_size": world,
             "tested_checkpoint": Path(best).name if best else "final weights",
-            "weights": weights_used(trainer, timer.val_step, out_dir),
+            "weights": weights_used(trainer, val_step, out_dir),
             **timer.summary(),
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
             "torch_threads": torch.get_num_threads(),  # a parallel launcher's share of the cores
@@ -283,7 +279,7 @@ def record_failure(cfg: DictConfig, err: BaseException) -> bool:
         out_dir.mkdir(parents=True, exist_ok=True)
     elif isinstance(err, ConfigError) or not out_dir.is_dir():
         return False
-    from src.checks import run_status
+    from src.checkpoints import run_status
 
     if run_status(out_dir) not in ("failed", "interrupted"):
         try:

@@ -151,6 +151,11 @@ def check_output_dir(key: str, path: str | Path) -> None:
     p = Path(path).absolute()
     probe = p
     while not probe.exists():
+        if probe.is_symlink():  # a dangling link: mkdir would fail on it with FileExistsError
+            raise ConfigError(
+                f"{key}={path} cannot be created: {probe} is a symbolic link to {os.readlink(probe)}, which does "
+                "not exist; create its target or choose another folder."
+            )
         probe = probe.parent
     if not probe.is_dir():
         raise ConfigError(f"{key}={path} cannot be created: {probe} is a file, not a folder; choose another folder.")

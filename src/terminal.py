@@ -86,7 +86,9 @@ def banner(cfg: DictConfig, out_dir: Path, net_kwargs: dict[str, Any], ckpt_path
 # -- train.log -----------------------------------------------------------------------------------
 class _RunLog:
     """The file side of the tees: lines are held in memory until the run folder is kept (bad
-    input must leave nothing behind), then appended to `<run>/train.log` as they are written."""
+    input must leave nothing behind), then appended to `<run>/train.log` as they are written. A
+    log that cannot be written (a full disk) stops taking lines rather than ending the run at a
+    print; the checkpoint and metrics.json writes report the disk."""
 
     def __init__(self) -> None:
         self.pending: list[str] = []
@@ -99,9 +101,12 @@ class _RunLog:
         if self.file is None:
             self.pending.append(text)
             return
-        self.file.write(text)
-        if "\n" in text:  # a killed run keeps every finished line
-            self.file.flush()
+        try:
+            self.file.write(text)
+            if "\n" in text:  # a killed run keeps every finished line
+                self.file.flush()
+        except (OSError, ValueError):
+            self.closed = True
 
     def keep(self, path: Path) -> None:
         if self.file is None and not self.closed:
@@ -111,24 +116,55 @@ class _RunLog:
 
     def close(self) -> None:
         if self.file is not None:
-            self.file.close()
+            try:
+                self.file.close()
+            except OSError:
+                pass
         self.file, self.pending, self.closed = None, [], True
 
 
 class _Tee:
-    """sys.stdout / sys.stderr stand-in writing to the terminal stream and the run log. After the
-    run it passes everything to the terminal only, for anything that kept a reference."""
+    """sys.stdout / sys.stderr stand-in writing to the run log and the terminal stream. After the
+    run it passes everything to the terminal only, for anything that kept a reference.
+
+    The terminal is not the run: a stream that fails (a closed pipe such as `| head`, a full disk
+    under a redirect) is given up and training goes on, with everything in train.log; a character
+    the stream's encoding lacks (PYTHONIOENCODING=ascii, a non-ASCII run folder) is escaped there."""
 
     def __init__(self, stream: Any, log: _RunLog):
         self.stream, self.log = stream, log
+        self.lost = False  # the terminal stream failed; the log goes on
 
     def write(self, text: str) -> int:
-        n = self.stream.write(text)
         self.log.write(text)
-        return n
+        if not self.lost:
+            try:
+                try:
+                    self.stream.write(text)
+                except UnicodeEncodeError:
+                    encoding = getattr(self.stream, "encoding", None) or "ascii"
+                    self.stream.write(text.encode(encoding, "backslashreplace").decode(encoding))
+            except (OSError, ValueError):
+                self._lose()
+        return len(text)
 
     def flush(self) -> None:
-        self.stream.flush()
+        if not self.lost:
+            try:
+                self.stream.flush()
+            except (OSError, ValueError):
+                self._lose()
+
+    def _lose(self) -> None:
+        """Stop writing to the stream, and point its descriptor at /dev/null: what it still buffers,
+        and what the interpreter flushes at exit, would fail again (Python then exits 120)."""
+        self.lost = True
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self.stream.fileno())
+            os.close(devnull)
+        except (OSError, ValueError, AttributeError):  # not a file descriptor (a test's capture)
+            pass
 
     def __getattr__(self, name: str) -> Any:  # isatty, fileno, encoding, ...
         return getattr(self.stream, name)

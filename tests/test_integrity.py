@@ -21,8 +21,10 @@ import torch
 from omegaconf import OmegaConf
 
 from src import signals
-from src.checks import checksum
-from src.launch import RunFailed
+from src.checkpoints import checksum
+from src.config import ConfigError
+from src.launch import RunFailed, release_run_dir, resume_argv
+from src.reliability import AtomicCheckpointIO
 from src.run import train
 from tests.conftest import FAST, ROOT, make_cfg, run_cli
 from tests.run_helpers import comparable, read_metrics, snapshot, start_cli, wait_for_file
@@ -505,3 +507,159 @@ def test_sigterm_at_ten_random_moments_then_resume_ends_like_an_uninterrupted_ru
         assert comparable(read_metrics(run)) == expected, i
         resumed += 1
     assert resumed >= 3  # most moments fall inside training
+
+
+# -- a checkpoint and its checksum are one unit (issue 21, class 1) ----------------------------
+class KillInWrite(pl.Callback):
+    """SIGKILLs this process right after one step of a checkpoint write, as a power cut or an
+    out-of-memory kill would land there: RNN_TEST_KILL_WRITE='<step>:<n>' names the step
+    (AtomicCheckpointIO.WRITE_STEPS) and the n-th write of the process; unset, nothing."""
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        spec = os.environ.get("RNN_TEST_KILL_WRITE")
+        if spec:
+            kill_in_write(trainer.strategy.checkpoint_io, *spec.split(":"))
+
+
+def kill_in_write(io: AtomicCheckpointIO, step: str, n: int | str) -> None:
+    writes = []
+
+    def written(at: str, path: Path) -> None:
+        writes.extend([path] if at == "data" else [])
+        if at == step and len(writes) == int(n):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    io._written = written
+
+
+@pytest.mark.parametrize("step", AtomicCheckpointIO.WRITE_STEPS)
+def test_a_kill_at_any_step_of_a_checkpoint_write_leaves_a_run_train_py_resumes(tmp_path, monkeypatch, step):
+    # A kill between the rename and the checksum write left a whole last.ckpt that every resume refused
+    # as damaged ("does not match its checksum"): no documented command resumed the run.
+    run = tmp_path / "outputs" / "runs" / "r"
+    (run / ".hydra").mkdir(parents=True)
+    (run / ".hydra" / "config.yaml").write_text("seed: 0\n")
+    last = run / "checkpoints" / "last.ckpt"
+    AtomicCheckpointIO().save_checkpoint({"state_dict": {}, "global_step": 10}, last)
+    child = os.fork()
+    if child == 0:  # the run, killed in its second checkpoint write
+        io = AtomicCheckpointIO()
+        kill_in_write(io, step, 1)
+        io.save_checkpoint({"state_dict": {}, "global_step": 20}, last)
+        os._exit(0)
+    assert os.waitpid(child, 0)[1] == signal.SIGKILL
+    monkeypatch.chdir(tmp_path)
+    argv = resume_argv(["train.py", "ckpt_path=last"])  # refused before (exit 2) at `renamed`
+    release_run_dir(run)
+    assert f'ckpt_path="{last}"' in argv
+    at = torch.load(last, weights_only=False)["global_step"]
+    assert at == (10 if step in ("data", "sums_pending") else 20)
+
+
+@pytest.mark.parametrize(
+    "step",
+    [
+        s
+        if s == "renamed"
+        else pytest.param(s, marks=pytest.mark.slow(reason="2 runs each; `renamed` runs by default"))
+        for s in AtomicCheckpointIO.WRITE_STEPS
+    ],
+)
+def test_train_py_killed_inside_a_checkpoint_write_resumes_with_ckpt_path_last(tmp_path, monkeypatch, step):
+    overrides = [*LONG, "trainer.max_steps=40", "+callbacks.kill._target_=tests.test_integrity.KillInWrite"]
+    monkeypatch.setenv("RNN_TEST_KILL_WRITE", f"{step}:2")  # the second write: last.ckpt at step 20
+    killed = run_cli(*overrides, cwd=tmp_path)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr
+    monkeypatch.delenv("RNN_TEST_KILL_WRITE")
+    (run,) = (tmp_path / "outputs" / "runs").iterdir()
+    res = run_cli("ckpt_path=last", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert read_metrics(run)["status"] == "completed" and read_metrics(run)["steps"] == 40
+    (resume,) = OmegaConf.load(run / ".hydra" / "resumes.yaml")
+    assert resume.from_step == (10 if step in ("data", "sums_pending") else 20)
+
+
+# -- one reader for checkpoints (class 2) ------------------------------------------------------
+def damaged_message(path: Path, key: str = "checkpoint ") -> str:
+    return (
+        f"error: {key}{path} does not match its checksum ({path.name}.sha256): the file is damaged (truncated or "
+        "overwritten); use another checkpoint of the run."
+    )
+
+
+def test_predict_and_eval_refuse_a_checkpoint_whose_checksum_belongs_to_another_file(killed, tmp_path):
+    # predict.py and eval.py loaded it without a word
+    run = copy_run(killed, tmp_path)
+    last = run / "checkpoints" / "last.ckpt"
+    (run / "checkpoints" / "last.ckpt.sha256").write_text(f"{checksum(run / '.hydra' / 'config.yaml')}  last.ckpt\n")
+    before = snapshot(run)
+    for script, args in (("predict.py", [str(run), "1", "2", "3", "4", "5"]), ("eval.py", [str(run)])):
+        res = run_cli(*args, script=script, cwd=tmp_path)
+        assert (res.returncode, res.stderr.strip()) == (2, damaged_message(last)), script
+    assert snapshot(run) == before and not (tmp_path / "outputs" / "runs" / f"{run.name}.eval").exists()
+    cfg = make_cfg(tmp_path, *LONG, f"init_from={last}")  # named by its own key, not ckpt_path=
+    with pytest.raises(ConfigError) as err:
+        train(cfg)
+    assert f"error: {err.value}" == damaged_message(last, "init_from=")
+
+
+def test_a_checkpoint_without_its_checksum_is_named_by_predict_and_by_a_resume(killed, tmp_path):
+    run = copy_run(killed, tmp_path)
+    last = run / "checkpoints" / "last.ckpt"
+    (run / "checkpoints" / "last.ckpt.sha256").unlink()
+    warning = (
+        f"warning: {last} has no checksum file (last.ckpt.sha256), so damage to it cannot be detected; "
+        "loading it as it is."
+    )
+    res = run_cli(str(run), "1", "2", "3", "4", "5", script="predict.py", cwd=tmp_path)
+    assert res.returncode == 0 and warning in res.stderr.splitlines(), res.stderr
+    res = run_cli(f"ckpt_path={last}", "trainer.max_steps=40", cwd=tmp_path)
+    assert res.returncode == 0 and warning in res.stderr.splitlines(), res.stderr
+    assert warning in (run / "train.log").read_text()
+
+
+# -- a resume continues the same run, or refuses (class 3) --------------------------------------
+def test_a_resume_of_a_run_whose_saved_config_was_edited_is_refused(killed, tmp_path):
+    # trained the rest on the edited task (lag 3) and recorded one completed run
+    run = copy_run(killed, tmp_path)
+    config = run / ".hydra" / "config.yaml"
+    assert "  lag: 1\n" in config.read_text()
+    config.write_text(config.read_text().replace("  lag: 1\n", "  lag: 3\n"))
+    before = snapshot(run)
+    res = run_cli("ckpt_path=last", cwd=tmp_path)
+    last = run / "checkpoints" / "last.ckpt"
+    assert (res.returncode, res.stderr.strip()) == (2, (
+        f"error: ckpt_path={last} was trained with task.lag=1, but this resume has task.lag=3 (was the run's "
+        ".hydra/config.yaml edited?); a resume continues the run as it was trained; restore task.lag, or start a "
+        f"new run from these weights with init_from={last}."
+    ))  # fmt: skip
+    assert snapshot(run) == before
+
+
+def test_a_checkpoint_from_another_run_is_refused_in_its_folder_and_outside_it(killed, tmp_path):
+    # another run's last.ckpt put in this run's folder "completed" with 0 steps and reported the
+    # other run's best.ckpt as its test weights
+    other, _ = train(make_cfg(tmp_path, *LONG, "trainer.max_steps=10", "trainer.val_check_interval=10", "seed=3"))
+    assert other["status"] == "completed"
+    run = copy_run(killed, tmp_path)
+    last = run / "checkpoints" / "last.ckpt"
+    for name in ("last.ckpt", "last.ckpt.sha256"):
+        shutil.copy(tmp_path / "run" / "checkpoints" / name, run / "checkpoints" / name)
+    before = snapshot(run)
+    res = run_cli(f"ckpt_path={last}", cwd=tmp_path)
+    assert res.returncode == 2, res.stderr
+    assert res.stderr.startswith(f"error: ckpt_path={last} belongs to another run (run id "), res.stderr
+    assert res.stderr.strip().endswith(
+        f"so resuming it here would mix two runs; resume that run's own folder, or start a new run from these "
+        f"weights with init_from={last}."
+    )
+    assert snapshot(run) == before
+    # outside a run folder a checkpoint starts a new run from today's config: the same config, or refused
+    outside = tmp_path / "elsewhere.ckpt"
+    shutil.copy(killed / "checkpoints" / "last.ckpt", outside)
+    shutil.copy(killed / "checkpoints" / "last.ckpt.sha256", tmp_path / "elsewhere.ckpt.sha256")
+    (tmp_path / "elsewhere.ckpt.sha256").write_text(f"{checksum(outside)}  elsewhere.ckpt\n")
+    with pytest.raises(ConfigError) as err:
+        train(make_cfg(tmp_path / "new", *LONG, "task.lag=2", f"ckpt_path={outside}"))
+    assert str(err.value).startswith(f"ckpt_path={outside} was trained with task.lag=1, but this resume has task.lag=2")
+    assert not (tmp_path / "new").exists()
