@@ -16,6 +16,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf, open_dict
 
+from src.checkpoints import checksum
 from src.config import ConfigError
 from src.datamodules.tasks import names as families
 from src.hardware import cores
@@ -99,6 +100,7 @@ def places(tmp_path_factory) -> dict[str, Path]:
         ckpt = torch.load(path, weights_only=False)
         ckpt["state_dict"] = {k: torch.full_like(v, float("nan")) for k, v in ckpt["state_dict"].items()}
         torch.save(ckpt, path)
+        (path.parent / f"{name}.sha256").write_text(f"{checksum(path)}  {name}\n")  # written whole, as train writes
     shutil.copytree(run / ".hydra", base / "badcfg" / ".hydra")
     (base / "badcfg" / ".hydra" / "config.yaml").write_text("task: {lag: [\n")  # cut short mid-write
     for name, overrides in (("arith", ["task=arithmetic"]), ("label", ["task=invert_bits", "task.lag=2"])):

@@ -3,9 +3,11 @@ ends, in its own folder, with the metrics of an uninterrupted run; identical run
 
 from __future__ import annotations
 
+import os
 import signal
 
 import pytest
+import pytorch_lightning as pl
 import torch
 from omegaconf import OmegaConf
 
@@ -72,3 +74,81 @@ def test_sigkill_then_resume_last_ends_like_an_uninterrupted_run(tmp_path, extra
 
     again = run_cli("ckpt_path=last", cwd=tmp_path)  # a completed run is not resumed twice
     assert again.returncode == 2 and "found no unfinished run" in again.stderr
+
+
+# -- a resumed record equals an uninterrupted one (issue 21, class 4) ---------------------------
+class SignalAt(pl.Callback):
+    """Sends this process a signal at the moment RNN_TEST_SIGNAL names: `step:<n>:<SIG>` (after
+    training step n), `test:<SIG>` (as the final test starts), `startup:<SIG>` (while train builds
+    the run, before training starts); unset (the uninterrupted run, a plain resume), nothing."""
+
+    def __init__(self) -> None:
+        moment, *rest = os.environ.get("RNN_TEST_SIGNAL", "none").split(":")
+        self.moment, self.signum = moment, getattr(signal, rest[-1]) if rest else None
+        self.step = int(rest[0]) if moment == "step" else None
+        if moment == "startup":
+            os.kill(os.getpid(), self.signum)
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args) -> None:
+        if self.moment == "step" and trainer.global_step == self.step:
+            os.kill(os.getpid(), self.signum)
+
+    def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.moment == "test":
+            os.kill(os.getpid(), self.signum)
+
+
+# dropout draws from the RNG every step, so a resume replays it or the losses drift
+DROPOUT = [
+    *FAST, "hardware.threads=1", "model=gru", "model.layers=2", "model.dropout=0.3", "model.hidden=16",
+    "data.batch_size=16", "data.batches_per_epoch=25", "callbacks.target_reached.target=null",
+    "trainer.max_steps=60", "trainer.val_check_interval=20", "+callbacks.signal_at._target_=tests.test_resume.SignalAt",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory) -> dict:
+    metrics, _ = train(make_cfg(tmp_path_factory.mktemp("whole"), *DROPOUT))
+    return metrics
+
+
+def interrupt_then_resume(tmp_path, monkeypatch, when: str, code: int) -> tuple:
+    monkeypatch.setenv("RNN_TEST_SIGNAL", when)
+    stopped = run_cli(*DROPOUT, cwd=tmp_path)
+    monkeypatch.delenv("RNN_TEST_SIGNAL")
+    assert stopped.returncode == code, stopped.stderr
+    (run,) = (tmp_path / "outputs" / "runs").iterdir()
+    res = run_cli("ckpt_path=last", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    return run, stopped
+
+
+def test_sigterm_mid_epoch_with_dropout_then_resume_ends_like_an_uninterrupted_run(
+    tmp_path, monkeypatch, uninterrupted
+):
+    # the losses differed: the RNG was restored before the DataLoader drew its seed from it
+    run, stopped = interrupt_then_resume(tmp_path, monkeypatch, "step:45:SIGTERM", 128 + signal.SIGTERM)
+    assert "SIGTERM at step 46;" in stopped.stderr  # the next batch boundary
+    assert comparable(read_metrics(run)) == comparable(uninterrupted)
+
+
+def test_sigint_during_the_final_test_then_resume_keeps_the_fits_record(tmp_path, monkeypatch, uninterrupted):
+    # val/* and train/loss were missing from metrics.json ("no validation ran")
+    run, _ = interrupt_then_resume(tmp_path, monkeypatch, "test:SIGINT", 128 + signal.SIGINT)
+    resumed = read_metrics(run)
+    assert {"val/loss", "val/acc", "train/loss"} <= set(resumed) and resumed["weights"]["val_step"] == 60
+    assert comparable(resumed) == comparable(uninterrupted)
+
+
+def test_a_signal_during_a_resumes_start_up_reports_the_checkpoints_step(tmp_path, monkeypatch):
+    # it was reported (and recorded) as "at step 0"
+    monkeypatch.setenv("RNN_TEST_SIGNAL", "step:30:SIGTERM")
+    assert run_cli(*DROPOUT, cwd=tmp_path).returncode == 128 + signal.SIGTERM
+    (run,) = (tmp_path / "outputs" / "runs").iterdir()
+    monkeypatch.setenv("RNN_TEST_SIGNAL", "startup:SIGTERM")
+    res = run_cli("ckpt_path=last", cwd=tmp_path)
+    assert res.returncode == 128 + signal.SIGTERM, res.stderr
+    last = run / "checkpoints" / "last.ckpt"
+    step = torch.load(last, map_location="cpu", weights_only=False)["global_step"]
+    assert step == 31 and f"interrupted: SIGTERM at step {step}; checkpoint {last}; continue with" in res.stderr
+    assert read_metrics(run) == {"status": "interrupted", "signal": "SIGTERM", "step": step, "checkpoint": str(last)}
