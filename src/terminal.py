@@ -144,7 +144,7 @@ class _Tee:
                 except UnicodeEncodeError:
                     encoding = getattr(self.stream, "encoding", None) or "ascii"
                     self.stream.write(text.encode(encoding, "backslashreplace").decode(encoding))
-            except (OSError, ValueError):
+            except (OSError, ValueError, AttributeError):  # AttributeError: no stream (fd 1 closed: None)
                 self._lose()
         return len(text)
 
@@ -152,7 +152,7 @@ class _Tee:
         if not self.lost:
             try:
                 self.stream.flush()
-            except (OSError, ValueError):
+            except (OSError, ValueError, AttributeError):
                 self._lose()
 
     def _lose(self) -> None:

@@ -76,6 +76,26 @@ def test_sigkill_then_resume_last_ends_like_an_uninterrupted_run(tmp_path, extra
     assert again.returncode == 2 and "found no unfinished run" in again.stderr
 
 
+def test_a_stateful_run_killed_after_a_checkpoint_resumes_to_the_uninterrupted_record(tmp_path, monkeypatch):
+    # The fast stateful kill: the recurrent state must ride in the checkpoint (without it the resumed
+    # run starts its streams from a reset state and its numbers differ). The kill lands right after
+    # the first last.ckpt is complete (tests.test_integrity.KillInWrite), at step 20 of a stream.
+    overrides = [
+        *FAST, "hardware.threads=1", "task=echo_lag_online", "model.tbptt=2", "model.hidden=16",
+        "callbacks.target_reached.target=null", "trainer.max_steps=50", "trainer.val_check_interval=25",
+        "callbacks.last_checkpoint.every_n_train_steps=20", "+callbacks.kill._target_=tests.test_integrity.KillInWrite",
+    ]  # fmt: skip
+    whole, _ = train(make_cfg(tmp_path / "whole", *overrides))
+    monkeypatch.setenv("RNN_TEST_KILL_WRITE", "sums_final:1")
+    assert run_cli(*overrides, cwd=tmp_path).returncode == -signal.SIGKILL
+    monkeypatch.delenv("RNN_TEST_KILL_WRITE")
+    (run,) = (tmp_path / "outputs" / "runs").iterdir()
+    assert torch.load(run / "checkpoints" / "last.ckpt", weights_only=False)["recurrent_state"] is not None
+    res = run_cli("ckpt_path=last", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert comparable(read_metrics(run)) == comparable(whole)
+
+
 # -- a resumed record equals an uninterrupted one (issue 21, class 4) ---------------------------
 class SignalAt(pl.Callback):
     """Sends this process a signal at the moment RNN_TEST_SIGNAL names: `step:<n>:<SIG>` (after
