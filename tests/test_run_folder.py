@@ -95,7 +95,7 @@ def test_a_stdout_that_fails_does_not_stop_the_run_and_train_log_keeps_everythin
         "full_disk": ("> /dev/full", None),
         "ascii": ("> /dev/null", {"PYTHONIOENCODING": "ascii"}),
     }[case]
-    code, err = run_with_stdout(tmp_path, tail, env, f"hydra.run.dir={run}")
+    code, err = run_with_stdout(tmp_path, tail, env, f'hydra.run.dir="{run}"')  # quoted: Hydra's grammar
     assert code == 0 and "Traceback" not in err and "Exception ignored" not in err, err
     assert json.loads((run / "metrics.json").read_text())["status"] == "completed"
     log = (run / "train.log").read_text(encoding="utf-8")
