@@ -167,7 +167,7 @@ def check_run_checkpoint(path: Path, run: Path) -> int:
             f"ckpt_path={path} belongs to {run}, whose .hydra/config.yaml cannot be read ({type(err).__name__}: "
             f"{first}); a resume trains that config, so restore it."
         ) from None
-    check_same_run(path, ckpt, {"config": fixed_config(saved)}, run)
+    check_same_run(path, ckpt, {"config": fixed_config(saved)}, run, saved=run / ".hydra" / "config.yaml")
     return int(ckpt["global_step"])
 
 
@@ -215,28 +215,35 @@ def keep_run_id(out_dir: Path, identity: Mapping[str, Any]) -> None:
         path.write_text(str(identity["id"]) + "\n")
 
 
-def check_same_run(path: Path, ckpt: Mapping[str, Any], identity: Mapping[str, Any], out_dir: Path) -> None:
+def check_same_run(
+    path: Path, ckpt: Mapping[str, Any], identity: Mapping[str, Any], out_dir: Path, saved: Path | None = None
+) -> None:
     """A resume continues the run the checkpoint belongs to, trained on the same config, or is
     refused: a checkpoint copied in from another run, or a run whose saved config was edited after
-    it started. Checkpoints written before runs had an identity are not checked."""
-    saved = ckpt.get(RUN_KEY)
-    if not isinstance(saved, Mapping):
+    it started (`saved`: the run's config file the identity was read from). Checkpoints written
+    before runs had an identity are not checked."""
+    recorded = ckpt.get(RUN_KEY)
+    if not isinstance(recorded, Mapping):
         return
     folder_id = (Path(out_dir) / RUN_ID).read_text().strip() if (Path(out_dir) / RUN_ID).is_file() else None
-    if folder_id is not None and saved.get("id") not in (None, folder_id):
+    if folder_id is not None and recorded.get("id") not in (None, folder_id):
         raise ConfigError(
-            f"ckpt_path={path} belongs to another run (run id {saved['id']}; {out_dir} is run {folder_id}), "
+            f"ckpt_path={path} belongs to another run (run id {recorded['id']}; {out_dir} is run {folder_id}), "
             "so resuming it here would mix two runs; resume that run's own folder, or start a new run from "
             f"these weights with init_from={path}."
         )
-    was, now = _flat(saved.get("config") or {}), _flat(identity["config"])
+    was, now = _flat(recorded.get("config") or {}), _flat(identity["config"])
     for key in [*was, *(k for k in now if k not in was)]:
         if was.get(key, "<unset>") != now.get(key, "<unset>"):
             shown = {label: repr(d[key]) if key in d else "unset" for label, d in (("was", was), ("now", now))}
+            if saved is not None:
+                there = f"{saved} now has {key}={shown['now']}: the run's config was edited after it started"
+                remedy = f"restore {key}"
+            else:
+                there, remedy = f"this run has {key}={shown['now']}", "resume with the config it was trained on"
             raise ConfigError(
-                f"ckpt_path={path} was trained with {key}={shown['was']}, but this resume has {key}={shown['now']} "
-                "(was the run's .hydra/config.yaml edited?); a resume continues the run as it was trained; restore "
-                f"{key}, or start a new run from these weights with init_from={path}."
+                f"ckpt_path={path} was trained with {key}={shown['was']}, but {there}; a resume continues the run as "
+                f"it was trained; {remedy}, or start a new run from these weights with init_from={path}."
             )
 
 

@@ -629,8 +629,8 @@ def test_a_resume_of_a_run_whose_saved_config_was_edited_is_refused(killed, tmp_
     res = run_cli("ckpt_path=last", cwd=tmp_path)
     last = run / "checkpoints" / "last.ckpt"
     assert (res.returncode, res.stderr.strip()) == (2, (
-        f"error: ckpt_path={last} was trained with task.lag=1, but this resume has task.lag=3 (was the run's "
-        ".hydra/config.yaml edited?); a resume continues the run as it was trained; restore task.lag, or start a "
+        f"error: ckpt_path={last} was trained with task.lag=1, but {config} now has task.lag=3: the run's config "
+        "was edited after it started; a resume continues the run as it was trained; restore task.lag, or start a "
         f"new run from these weights with init_from={last}."
     ))  # fmt: skip
     assert snapshot(run) == before
@@ -661,5 +661,9 @@ def test_a_checkpoint_from_another_run_is_refused_in_its_folder_and_outside_it(k
     (tmp_path / "elsewhere.ckpt.sha256").write_text(f"{checksum(outside)}  elsewhere.ckpt\n")
     with pytest.raises(ConfigError) as err:
         train(make_cfg(tmp_path / "new", *LONG, "task.lag=2", f"ckpt_path={outside}"))
-    assert str(err.value).startswith(f"ckpt_path={outside} was trained with task.lag=1, but this resume has task.lag=2")
+    assert str(err.value) == (
+        f"ckpt_path={outside} was trained with task.lag=1, but this run has task.lag=2; a resume continues the run as "
+        f"it was trained; resume with the config it was trained on, or start a new run from these weights with "
+        f"init_from={outside}."
+    )
     assert not (tmp_path / "new").exists()
