@@ -19,7 +19,7 @@ import torch
 from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from src import signals
-from src.checkpoints import RUN_KEY, checksum, listed_digests, sums_path, verify_checksum
+from src.checkpoints import RUN_KEY, checksum, listed_digests, load, sums_path, verify_checksum
 from src.config import ConfigError
 from src.files import write_json
 from src.launch import RunFailed, RunInterrupted
@@ -130,7 +130,7 @@ def good(path: Path) -> bool:
     """A checkpoint that matches its checksum and holds finite weights only."""
     try:
         verify_checksum(path)
-        state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+        state = load(path)["state_dict"]
     except Exception:
         return False
     return all(torch.isfinite(t).all() for t in state.values() if t.is_floating_point())
