@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 from tests.conftest import ROOT
 
@@ -109,10 +110,11 @@ def test_a_task_name_that_is_not_a_plain_name_is_refused_and_writes_nothing(tmp_
         [sys.executable, str(ROOT / "train.py"), *FAST, "task.name=../../../escape"], cwd=tmp_path,
         capture_output=True, text=True, timeout=300,
     )  # fmt: skip
+    pattern = OmegaConf.load(ROOT / "conf" / "hydra" / "default.yaml").run._get_node("dir")._value()
     assert (res.returncode, res.stderr.strip()) == (2, (
-        "error: task.name='../../../escape' is not allowed: it is part of the run folder's name (hydra.run.dir="
-        "outputs/runs/${now:%Y-%m-%d_%H-%M-%S}_${task.name}_${model.cell}_${uid:}), so it must be a plain name "
-        "without '/', or the run would be written outside outputs/runs; choose another task.name."
+        f"error: task.name='../../../escape' is not allowed: it is part of the run folder's name (hydra.run.dir="
+        f"{pattern}), so it must be a plain name without '/', or the run would be written outside outputs/runs; "
+        "choose another task.name."
     ))  # fmt: skip
     assert not list(tmp_path.iterdir()) and not list(tmp_path.parent.glob("escape*"))
 
