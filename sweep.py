@@ -3,11 +3,11 @@
     python sweep.py list                                 presets in conf/sweep/
     python sweep.py <preset> [override ...]              run it (train.py -m, parallel launcher), then summarize
     python sweep.py border [override ...]                smallest hidden size per (cell, lag), by search
-                                                         (conf/sweep/border.yaml, src/border.py)
+                                                         (conf/sweep/border.yaml, src/border/)
     python sweep.py summarize <multirun folder> [--metric M] [--threshold T]   (default: the preset's)
                                                 [--x KEY] [--y KEY] [--out DIR]
 
-The logic lives in src/sweeps.py; this file only reads the command line.
+The logic lives in src/sweeps/ and src/border/; this file only reads the command line.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ import sys
 def main(argv: list[str]) -> int:
     from src.datamodules.tasks import register as register_tasks
     from src.models.node import register as register_model
-    from src.sweeps import COMMANDS, SweepError, presets, run_preset, summarize
+    from src.sweeps.records import SweepError
+    from src.sweeps.runner import COMMANDS, presets, run_preset
+    from src.sweeps.summarize import summarize
 
     register_model()  # the model node's and the task families' defaults, before a preset is composed
     register_tasks()
@@ -55,7 +57,7 @@ def main(argv: list[str]) -> int:
             summarize(a.folder, metric=a.metric, threshold=a.threshold, out=a.out, x=a.x, y=a.y)
             return 0
         if argv[0] == "border":  # a search, not a train.py -m grid
-            from src.border import run_border
+            from src.border.rounds import run_border
 
             code, _ = run_border(argv[1:])
             return code

@@ -49,7 +49,7 @@ def main(cfg: DictConfig) -> float | None:
     from src.run import record_failure, train
 
     cfg = resumed_config(cfg)  # a resume trains the run's saved config
-    from src.sweeps import already_run
+    from src.sweeps.callbacks import already_run
 
     recorded = already_run(cfg)  # a sweep going on after a hard crash: jobs already run stay as they are
     if recorded is not None:

@@ -260,7 +260,7 @@ def error_text(err: BaseException) -> str:
 def sweep_size(config: DictConfig) -> int | None:
     """Jobs a multirun will launch: Optuna's n_trials, or the basic sweeper's expansion of the
     command line and hydra.sweeper.params; None when it cannot be told in advance."""
-    from src.sweeps import expected_jobs
+    from src.sweeps.records import expected_jobs
 
     sweeper = config.hydra.sweeper
     if "n_trials" in sweeper:

@@ -15,8 +15,8 @@ import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import sweep
-from src import border
-from src.sweeps import wilson
+from src.border import rounds, search, spec, tables
+from src.sweeps.judge import wilson
 from tests.run_helpers import ROOT, snapshot, wait_for_file
 
 
@@ -39,21 +39,21 @@ def test_gallop_bisect_finds_every_threshold_in_log_steps_and_reuses_cached_resu
     for t in range(2, 65):
         cache: dict[int, bool] = {}
         solves, trained = counted(t, cache)
-        found, failing = border.gallop_bisect(2, 64, solves)
+        found, failing = search.gallop_bisect(2, 64, solves)
         assert (found, failing) == (t, t - 1 if t > 2 else None)
         assert len(trained) == len(set(trained)) <= bound, (t, trained)
         again, retrained = counted(t, cache)  # a resumed search: every size it asks is known
-        assert border.gallop_bisect(2, 64, again) == (found, failing) and retrained == []
+        assert search.gallop_bisect(2, 64, again) == (found, failing) and retrained == []
     solves, trained = counted(100)
-    assert border.gallop_bisect(2, 64, solves) == (None, 64) and trained == [2, 3, 5, 9, 17, 33, 64]
+    assert search.gallop_bisect(2, 64, solves) == (None, 64) and trained == [2, 3, 5, 9, 17, 33, 64]
 
 
 def test_ladder_search_from_any_start_finds_the_border_on_both_sides():
     """Started at the border the previous lag found: up when that fails, down when it solves,
     always ending at the adjacent pair (largest failing, smallest solving)."""
-    sizes = border.ladder(2, 128, 1.41)
+    sizes = spec.ladder(2, 128, 1.41)
     assert sizes == [2, 3, 4, 5, 7, 9, 12, 16, 22, 31, 43, 60, 84, 118, 128]
-    assert border.ladder(2, 16, 1.0) == list(range(2, 17))
+    assert spec.ladder(2, 16, 1.0) == list(range(2, 17))
     for t in range(len(sizes) + 1):  # t: the first solving index (len: none solves)
         for start in range(len(sizes)):
             asked: list[int] = []
@@ -62,7 +62,7 @@ def test_ladder_search_from_any_start_finds_the_border_on_both_sides():
                 asked.append(i)
                 return i >= t
 
-            found, failing = border.drive(border.ladder_search(len(sizes), start), solves)
+            found, failing = search.drive(search.ladder_search(len(sizes), start), solves)
             assert found == (t if t < len(sizes) else None)
             assert failing == (t - 1 if t > 0 else None)
             assert len(asked) == len(set(asked)) <= 2 * math.ceil(math.log2(abs(t - start) + 2)) + 1, (t, start, asked)
@@ -74,8 +74,8 @@ def test_ladder_search_from_any_start_finds_the_border_on_both_sides():
      ([True, False, True, False], 3, 5, None), ([False], 1, 1, False), ([True], 1, 3, True)],
 )  # fmt: skip
 def test_the_seeds_at_a_size_stop_once_the_verdict_is_settled(ok, need, n, settled):
-    assert border.verdict(ok, n, need) is settled
-    assert border.needed(0.5, 5) == 3 and border.needed(0.5, 2) == 1 and border.needed(1.0, 3) == 3
+    assert search.verdict(ok, n, need) is settled
+    assert search.needed(0.5, 5) == 3 and search.needed(0.5, 2) == 1 and search.needed(1.0, 3) == 3
 
 
 def test_wilson_interval():
@@ -190,13 +190,13 @@ def test_tiny_real_search_agrees_with_a_grid_over_the_same_sizes(tmp_path, capsy
     assert text.tensor_proto.string_val[0].decode() == (folder / "border.md").read_text()
 
     # The grid over 2..6 on the same jobs: the search's jobs are read, not rerun.
-    search = border.parse(TINY)
+    search = spec.parse(TINY)
     before = snapshot(folder)
-    done = border.find_jobs(folder)
-    keys = [border.JobKey("lstm", 10, 1, h, 0) for h in range(2, 7)]
-    border.launch(search, folder, 99, [k for k in keys if k.name not in done])
+    done = rounds.find_jobs(folder)
+    keys = [spec.JobKey("lstm", 10, 1, h, 0) for h in range(2, 7)]
+    rounds.launch(search, folder, 99, [k for k in keys if k.name not in done])
     assert {k: v for k, v in snapshot(folder).items() if k in before} == before
-    done = border.find_jobs(folder)
+    done = rounds.find_jobs(folder)
     grid = {k.hidden: search.solved(done[k.name][1]) for k in keys}
     assert min(h for h, ok in grid.items() if ok) == found, grid
     assert found == 2 or not grid[found - 1]
@@ -233,14 +233,14 @@ def test_only_a_diverged_loss_is_a_verdict_a_full_disk_is_not(tmp_path):
     job.mkdir(parents=True)
     record = job / "metrics.json"
     record.write_text(json.dumps({"status": "failed", "error": "train/loss became nan at step 7 (batch 7); ..."}))
-    assert border.read_record(job)["status"] == "failed"
-    assert not border.parse(["border.max=8"]).solved(border.read_record(job))
+    assert rounds.read_record(job)["status"] == "failed"
+    assert not spec.parse(["border.max=8"]).solved(rounds.read_record(job))
     disk = "writing /x/last.ckpt failed: No space left on device (errno 28); free space or point paths.output_dir ..."
     for stop in ({"status": "failed", "error": disk}, {"status": "interrupted", "signal": "SIGTERM"}):
         record.write_text(json.dumps(stop))
-        assert border.read_record(job) is None and border.find_jobs(tmp_path) == {}
+        assert rounds.read_record(job) is None and rounds.find_jobs(tmp_path) == {}
     record.write_text(json.dumps({"status": "failed", "error": disk}))
-    said = border.no_verdict(tmp_path, border.JobKey("lstm", 10, 1, 4, 0))
+    said = rounds.no_verdict(tmp_path, spec.JobKey("lstm", 10, 1, 4, 0))
     assert said == f"job {job} failed: {disk}"
 
 
@@ -250,9 +250,9 @@ def test_a_cell_only_setting_reaches_the_cells_jobs(tmp_path):
     round's runner refused it (`Key 'r_min' is not in struct`) and the search stopped."""
     args = ["model=lru", "model.r_min=0.9", "task.lag=1", "seed=0,1", "border.min=2", "border.max=2",
             "task.vocab=10", "trainer.max_steps=100", "data.val_size=100", "data.test_size=100", "diagnostics=false", "hydra/launcher=basic"]  # fmt: skip
-    search = border.parse(args)
-    keys = [border.JobKey("lru", 10, 1, 2, seed) for seed in (0, 1)]  # a round of two: the runner composes
-    border.launch(search, tmp_path, 1, keys)  # its command line without `+border_job`, hence without lru
+    search = spec.parse(args)
+    keys = [spec.JobKey("lru", 10, 1, 2, seed) for seed in (0, 1)]  # a round of two: the runner composes
+    rounds.launch(search, tmp_path, 1, keys)  # its command line without `+border_job`, hence without lru
     for key in keys:
         job = tmp_path / "round_001" / key.name
         assert json.loads((job / "metrics.json").read_text())["status"] == "completed"
@@ -289,6 +289,6 @@ def test_state_units_count_real_numbers():
 
     from src.models.cells.lru import LRUCell
 
-    assert [border.state_units(c, 4) for c in ("rnn", "gru", "mingru", "lstm", "lru")] == [4, 4, 4, 8, 8]
+    assert [tables.state_units(c, 4) for c in ("rnn", "gru", "mingru", "lstm", "lru")] == [4, 4, 4, 8, 8]
     _, last = LRUCell(input_size=3, hidden=4).blocks[0].recurrence(torch.zeros(1, 5, 4), None)
-    assert last.shape == (1, border.state_units("lru", 4))  # the state carried from step to step
+    assert last.shape == (1, tables.state_units("lru", 4))  # the state carried from step to step

@@ -16,7 +16,8 @@ from hydra import compose, initialize_config_dir
 
 from src.config import ConfigError
 from src.launch import OPTUNA_PLUGIN, check_plugins
-from src.sweeps import SweepError, expected_jobs, load_sweep, summarize
+from src.sweeps.records import SweepError, expected_jobs, load_sweep
+from src.sweeps.summarize import summarize
 from tests.conftest import CONF, run_cli
 
 # Real training on a budget that LSTM(50) solves (echo lag 1 in a window of 5: ~200 steps) and
