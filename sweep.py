@@ -13,6 +13,7 @@ The logic lives in src/sweeps/ and src/border/; this file only reads the command
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 
 
@@ -54,7 +55,15 @@ def main(argv: list[str]) -> int:
             )
             p.add_argument("--out", default=None, help="folder for csv/md/png (default <folder>/summary)")
             a = p.parse_args(argv[1:])
-            summarize(a.folder, metric=a.metric, threshold=a.threshold, out=a.out, x=a.x, y=a.y)
+            # SIGTERM ends the summary as Ctrl-C does: its temporary folder is removed on the way out
+            before = signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+            try:
+                summarize(a.folder, metric=a.metric, threshold=a.threshold, out=a.out, x=a.x, y=a.y)
+            except KeyboardInterrupt:
+                print("interrupted: no summary written; an earlier one is as it was", file=sys.stderr)
+                return 128 + signal.SIGINT
+            finally:
+                signal.signal(signal.SIGTERM, before)
             return 0
         if argv[0] == "border":  # a search, not a train.py -m grid
             from src.border.rounds import run_border

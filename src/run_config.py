@@ -28,6 +28,7 @@ from src.lit_models.optim_config import Built, Optim, target_node
 from src.lit_models.trainer_config import Trainer
 from src.models.node import check_model
 from src.schema import Node, NonNegInt, PosInt, Seed, check
+from src.sweeps.judge import Summary
 
 T = TypeVar("T")
 NODES = ("paths", "data", "optim", "trainer", "task", "model", "hardware")
@@ -178,9 +179,7 @@ def validate(cfg: DictConfig, memory: bool = True) -> tuple[Any, dict[str, Any],
     check_metric("optimized_metric", run.optimized_metric, metrics)
     check_callbacks(run.callbacks, metrics)
     if run.summary is not None:
-        from src.checks import check_summary
-
-        check_summary(run.summary, task)
+        check(Summary, "summary", run.summary, val_metrics=metrics)
     net_kwargs = check_model(run.model, task)  # last: the chosen cell and the topologies import torch
     from src.launch import is_primary
 

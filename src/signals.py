@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -89,9 +90,33 @@ def install() -> None:
         return
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _on_signal)
+    if sys.unraisablehook is not _on_unraisable:
+        _hooks.append(sys.unraisablehook)
+        sys.unraisablehook = _on_unraisable
+
+
+_hooks: list[Any] = []  # the unraisable hook `install` replaced
+_redeliver: list[int] = []  # a stop lost in a finalizer, sent again: raise it, whatever the timing
+
+
+def _on_unraisable(unraisable: Any) -> None:
+    """A second signal's `SignalStop` raised while a finalizer ran (the garbage collector calls
+    `__del__`s, such as Lightning's `Profiler.__del__`, at any point) cannot leave the finalizer:
+    Python prints "Exception ignored in ..." and the stop is lost. Send it again, once the finalizer
+    is done, instead of printing it."""
+    if isinstance(unraisable.exc_value, SignalStop):
+        import threading
+
+        signum = unraisable.exc_value.signum
+        _redeliver.append(signum)
+        threading.Timer(0.02, os.kill, (os.getpid(), signum)).start()
+        return
+    (_hooks[-1] if _hooks else sys.__unraisablehook__)(unraisable)
 
 
 def _on_signal(signum: int, frame: Any) -> None:
+    if _redeliver:
+        raise SignalStop(_redeliver.pop())
     now = time.monotonic()
     if _stops and now - _stops[-1] < SAME_STOP_S:
         return  # the same request by a second route

@@ -24,6 +24,8 @@ from src.border.search import Lane, Point
 from src.border.spec import JobKey, Search, cell_overrides, check, job_file, parse, settings, shaping
 from src.border.tables import header, job_table, result
 from src.files import write_text
+from src.sweeps import records
+from src.sweeps.callbacks import SUMMARIZED_ENV
 from src.sweeps.judge import weights_judged
 from src.sweeps.records import SweepError
 from src.sweeps.runner import ROOT
@@ -82,11 +84,8 @@ def claim(search: Search, folder: Path) -> None:
 def read_record(job: Path) -> dict[str, Any] | None:
     """metrics.json of a job that ended with a verdict: completed, or failed because its loss
     diverged; None: run it (again)."""
-    try:
-        metrics = json.loads((job / "metrics.json").read_text())
-    except (OSError, ValueError):
-        return None
-    if not isinstance(metrics, dict):
+    metrics, _ = records.read_record(job / "metrics.json")  # damaged or edited by hand: no verdict
+    if metrics is None:
         return None
     if metrics.get("status") == "completed":
         return metrics
@@ -109,10 +108,11 @@ def find_jobs(folder: Path) -> dict[str, tuple[Path, dict[str, Any]]]:
 def no_verdict(folder: Path, key: JobKey) -> str:
     """Why a job that ran gave no verdict, from its latest metrics.json (a full disk, a crash...)."""
     for job in sorted(folder.glob(f"round_*/{key.name}"), reverse=True):
-        try:
-            metrics = json.loads((job / "metrics.json").read_text())
-        except (OSError, ValueError):
+        if not (job / "metrics.json").is_file():
             continue
+        metrics, why = records.read_record(job / "metrics.json")
+        if metrics is None:
+            return f"job {job}: {why}"
         return f"job {job} {metrics.get('status', 'ended')}: {metrics.get('error', 'no reason recorded')}"
     return f"job {key.name} ended without a record (metrics.json); see {folder}/round_*.log"
 
@@ -170,6 +170,7 @@ def launch(
         log.write("$ " + " ".join(cmd[1:]) + "\n")
         log.flush()
         env = {k: v for k, v in os.environ.items() if k != signals.STOP_FILE_ENV}  # a runner of its own
+        env[SUMMARIZED_ENV] = "1"  # a round's table would only fill its log: the search writes its own
         proc = subprocess.Popen(
             cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, cwd=ROOT, env=env,
             preexec_fn=signals.stop_with_parent(),

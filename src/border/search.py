@@ -144,7 +144,7 @@ class Lane:
         assert self.point is not None
         return JobKey(self.cell, self.vocab, self.point.lag, hidden, seed, self.search.axis)
 
-    def read_safely(self, key: JobKey, records: dict[str, tuple[Path, dict[str, Any]]]) -> bool:
+    def _read(self, key: JobKey, records: dict[str, tuple[Path, dict[str, Any]]]) -> bool:
         if key in self.results:
             return True
         if key.name not in records:
@@ -161,7 +161,7 @@ class Lane:
                 h = self.sizes[self.index]
                 ok: list[bool] = []
                 for s in seeds:
-                    if not self.read_safely(self.key(h, s), records):
+                    if not self._read(self.key(h, s), records):
                         break
                     ok.append(self.search.solved(self.results[self.key(h, s)]))
                 decided = verdict(ok, len(seeds), self.need)
@@ -179,7 +179,7 @@ class Lane:
                 continue
             # settled: every seed at the sizes on both sides of the border, for their intervals
             bounds = [h for h in (self.point.solving, self.point.failing) if h is not None]
-            missing = [self.key(h, s) for h in bounds for s in seeds if not self.read_safely(self.key(h, s), records)]
+            missing = [self.key(h, s) for h in bounds for s in seeds if not self._read(self.key(h, s), records)]
             if missing:
                 return missing
             self.point.done = True

@@ -17,7 +17,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf, read_write
 
 from src import signals
-from src.sweeps.records import PID_FILE, STATUSES, SweepError, load_sweep, read_safely, sweep_overrides
+from src.sweeps.records import PID_FILE, STATUSES, SweepError, load_sweep, read_record, sweep_overrides
 
 CONTINUE_ENV = "RNN_MEMORY_SWEEP_CONTINUE"  # set by run_preset when it goes on after a hard crash
 
@@ -37,12 +37,13 @@ def already_run(cfg: Any) -> dict[str, Any] | None:
             return None  # never started: run it
         error = "its process died with the sweep's runner before it finished; not run again, its files are kept"
         record.write_text(json.dumps({"status": "failed", "error": error}, indent=2) + "\n")
-    metrics, _ = read_safely(record, json.loads)
+    metrics, _ = read_record(record)
     metrics = metrics if isinstance(metrics, dict) else {}
     print(f"[sweep] {folder.name}: already recorded ({metrics.get('status', 'unreadable')}); not run again", flush=True)
     return metrics
 
 
+SUMMARIZED_ENV = "RNN_MEMORY_SWEEP_SUMMARIZED"  # set by run_preset, which summarizes the sweep itself
 NAME_MAX = 255  # bytes in one file name on the usual file systems (ext4, xfs, APFS, NTFS)
 
 UNKNOWN_CHARS = 24  # a value not known in advance: a float Optuna samples prints in <= 24 chars
@@ -122,7 +123,9 @@ class SweepOutcome(Callback):
       code inside that process could record; `read_job` reports it as failed ("killed").
     - At the sweep's end, `train.py -m` exits 1 when any job did not complete (train records a
       failed job and goes on, so Hydra itself would exit 0), naming how many and where to look;
-      128 + the signal when a signal stopped the sweep."""
+      128 + the signal when a signal stopped the sweep. Before that it prints the sweep's table
+      (the one `sweep.py summarize` prints) and the commands for the full summary and TensorBoard,
+      so a multirun does not end on its last job's line."""
 
     def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
         from hydra.types import RunMode
@@ -135,6 +138,10 @@ class SweepOutcome(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         folder = Path(str(config.hydra.sweep.dir))
+        if not os.environ.get(SUMMARIZED_ENV):  # sweep.py summarizes (and prints) on its own
+            from src.sweeps.summarize import ending
+
+            print("\n".join(ending(folder)), flush=True)
         try:
             sweep = load_sweep(folder)
         except SweepError as err:

@@ -171,10 +171,46 @@ def _alive(pid: int) -> bool:
     return True
 
 
+# metrics.json entries that hold a number (or null) in every record train.py writes: a string or
+# a list there is a record edited or damaged by hand, never a result
+NUMBER_KEYS = ("steps", "step", "batches", "epochs", "params", "fit_time_s", "wall_time_s", "torch_threads")
+NUMBER_PARTS = {"chance": None, "target": ("step", "seconds")}  # None: every entry of the part
+
+
+def _misplaced(metrics: dict[str, Any]) -> tuple[str, Any] | None:
+    """The first (key, value) of a record where a number belongs but something else stands."""
+    places = [(k, v) for k, v in metrics.items() if "/" in k or k in NUMBER_KEYS]
+    for part, keys in NUMBER_PARTS.items():
+        sub = metrics.get(part)
+        if isinstance(sub, dict):
+            places += [(f"{part}.{k}", v) for k, v in sub.items() if keys is None or k in keys]
+    for key, value in places:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            return key, value
+    return None
+
+
+def read_record(path: Path) -> tuple[dict[str, Any] | None, str]:
+    """A job's metrics.json, the one reader of job records (the summary, the border search, a sweep
+    going on after its runner died): (the record, "") or (None, why it is not a record). A file that
+    is not JSON, not an object, or holds a non-number where a number belongs (`"test/exact":
+    "0.99"`) is not a record: counting it would judge a job on a value no run measured."""
+    metrics, why = read_safely(path, json.loads)
+    if why:
+        return None, why
+    if not isinstance(metrics, dict):
+        return None, f"unreadable {path.name} (not a JSON object)"
+    bad = _misplaced(metrics)
+    if bad is not None:
+        return None, f"{path.name} holds {bad[1]!r} at {bad[0]}, where a number belongs (edited or damaged)"
+    return metrics, ""
+
+
 def read_job(path: Path) -> Job:
-    """One job folder: its overrides, config, metrics and status. A job without metrics.json is
-    `missing` while its process runs (or when nothing says which process ran it), and `failed`
-    ("killed") once that process is gone: it ended without reaching any of train's records."""
+    """One job folder: its overrides, config, metrics and status. A job whose metrics.json is not a
+    record (`read_record`) is `failed` with the reason. A job without metrics.json is `missing`
+    while its process runs (or when nothing says which process ran it), and `failed` ("killed")
+    once that process is gone: it ended without reaching any of train's records."""
     raw, bad_overrides = read_safely(path / ".hydra" / "overrides.yaml", lambda t: yaml.load(t, Loader=_Loader))
     overrides = [str(o) for o in raw] if isinstance(raw, list) else []
     job = Job(overrides=dict(_split(o) for o in overrides), folder=path, num=_num(path))
@@ -182,9 +218,9 @@ def read_job(path: Path) -> Job:
     config, _ = read_safely(path / ".hydra" / "config.yaml", lambda t: yaml.load(t, Loader=_Loader))
     job.config = config if isinstance(config, dict) else {}
     if (path / "metrics.json").exists():
-        metrics, why = read_safely(path / "metrics.json", json.loads)
-        if not isinstance(metrics, dict):
-            job.status, job.note = "failed", why or "unreadable metrics.json (not a JSON object)"
+        metrics, why = read_record(path / "metrics.json")
+        if metrics is None:
+            job.status, job.note = "failed", why
             return job
         job.metrics = _flat_metrics(metrics)
         status = metrics.get("status")
@@ -227,8 +263,41 @@ def load_sweep(folder: Path | str) -> Sweep:
                 f"{folder} holds {len(inner)} sweeps, not one; pass one of them, e.g. {folder / inner[-1]}."
             )
     folders = job_folders(folder)
-    # Hydra's basic sweeper writes multirun.yaml; the Optuna sweeper does not, but each of its jobs
-    # keeps the sweep's hydra config in .hydra/hydra.yaml.
+    source, multirun = _sweep_config(folder, folders)
+    hydra = multirun["hydra"]
+    try:
+        expected = expected_jobs(multirun) if source.name == "multirun.yaml" else None
+    except Exception as err:  # the sweep's overrides in it cannot be parsed
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise SweepError(f"{source} holds sweep overrides that cannot be read ({reason}).") from None
+    jobs = _match_jobs([read_job(path) for path in folders], expected)
+    keys, values = _swept_values(jobs)
+    sweeper = hydra.get("sweeper") or {}
+    summary = multirun.get("summary") if source.name == "multirun.yaml" else None
+    if summary is None:  # Optuna: the jobs' own configs hold it
+        first = next((p / ".hydra" / "config.yaml" for p in folders if (p / ".hydra" / "config.yaml").is_file()), None)
+        try:
+            summary = (load_yaml(first) or {}).get("summary") if first is not None else None
+        except (OSError, yaml.YAMLError, AttributeError):
+            summary = None
+    return Sweep(
+        folder=folder,
+        start=source.stat().st_mtime,
+        trials=sweeper.get("n_trials") if expected is None else None,
+        sweeper=str(sweeper.get("_target_", "?")).rsplit(".", 1)[-1],
+        launcher=str((hydra.get("launcher") or {}).get("_target_", "?")).rsplit(".", 1)[-1],
+        keys=keys,
+        values=values,
+        jobs=jobs,
+        expected=len(expected) if expected is not None else None,
+        summary=summary if isinstance(summary, dict) else {},
+    )
+
+
+def _sweep_config(folder: Path, folders: list[Path]) -> tuple[Path, dict[str, Any]]:
+    """(the file, its content) of the sweep's config. Hydra's basic sweeper writes multirun.yaml;
+    the Optuna sweeper does not, but each of its jobs keeps the sweep's hydra config in
+    .hydra/hydra.yaml."""
     source = folder / "multirun.yaml"
     if not source.is_file():
         source = next((p / ".hydra" / "hydra.yaml" for p in folders if (p / ".hydra" / "hydra.yaml").is_file()), source)
@@ -250,23 +319,20 @@ def load_sweep(folder: Path | str) -> Sweep:
         raise SweepError(
             f"{folder} holds a single run, not a sweep; pass a folder written by `python train.py -m ...`."
         )
-    try:
-        expected = expected_jobs(multirun) if source.name == "multirun.yaml" else None
-    except Exception as err:  # the sweep's overrides in it cannot be parsed
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise SweepError(f"{source} holds sweep overrides that cannot be read ({reason}).") from None
+    return source, multirun
 
+
+def _match_jobs(read: list[Job], expected: list[list[str]] | None) -> list[Job]:
+    """The jobs the sweep asked for, in job-number order (those never started as `missing`), then
+    any other job folder found (copied in by hand, or every job of an Optuna study)."""
     found: dict[tuple[str, ...], Job] = {}
     extra: list[Job] = []
-    for path in folders:
-        job = read_job(path)
-        overrides = job.raw
-        key = tuple(sorted(overrides))
+    for job in read:
+        key = tuple(sorted(job.raw))
         if expected is None or key in found:  # a repeated job (copied in by hand) is listed as well
             extra.append(job)
         else:
             found[key] = job
-
     jobs: list[Job] = []
     if expected is not None:
         for i, overrides in enumerate(expected):
@@ -276,8 +342,12 @@ def load_sweep(folder: Path | str) -> Sweep:
             job.num = i if job.num is None else job.num
             jobs.append(job)
         extra = list(found.values())  # folders the sweep did not ask for (copied in by hand)
-    jobs += sorted(extra, key=lambda j: (j.num if j.num is not None else math.inf, j.name))
+    return jobs + sorted(extra, key=lambda j: (j.num if j.num is not None else math.inf, j.name))
 
+
+def _swept_values(jobs: list[Job]) -> tuple[list[str], dict[str, list[str]]]:
+    """(every override key in the sweep's order, key -> its values): numbers in numeric order,
+    names (cells) in the order the sweep gave them."""
     keys: list[str] = []
     values: dict[str, list[str]] = {}
     for job in jobs:
@@ -287,29 +357,10 @@ def load_sweep(folder: Path | str) -> Sweep:
                 values[k] = []
             if v not in values[k]:
                 values[k].append(v)
-    for k in keys:  # numbers in numeric order; names (cells) in the order the sweep gave them
+    for k in keys:
         if all(number(v) is not None for v in values[k]):
             values[k].sort(key=number)
-    sweeper = hydra.get("sweeper") or {}
-    summary = multirun.get("summary") if source.name == "multirun.yaml" else None
-    if summary is None:  # Optuna: the jobs' own configs hold it
-        first = next((p / ".hydra" / "config.yaml" for p in folders if (p / ".hydra" / "config.yaml").is_file()), None)
-        try:
-            summary = (load_yaml(first) or {}).get("summary") if first is not None else None
-        except (OSError, yaml.YAMLError, AttributeError):
-            summary = None
-    return Sweep(
-        folder=folder,
-        start=source.stat().st_mtime,
-        trials=sweeper.get("n_trials") if expected is None else None,
-        sweeper=str(sweeper.get("_target_", "?")).rsplit(".", 1)[-1],
-        launcher=str((hydra.get("launcher") or {}).get("_target_", "?")).rsplit(".", 1)[-1],
-        keys=keys,
-        values=values,
-        jobs=jobs,
-        expected=len(expected) if expected is not None else None,
-        summary=summary if isinstance(summary, dict) else {},
-    )
+    return keys, values
 
 
 def number(v: Any) -> float | None:

@@ -19,7 +19,7 @@ from typing import Any
 from omegaconf import OmegaConf, open_dict
 
 from src import signals
-from src.sweeps.callbacks import CONTINUE_ENV
+from src.sweeps.callbacks import CONTINUE_ENV, SUMMARIZED_ENV
 from src.sweeps.records import PID_FILE, SEED_KEY, SweepError, job_folders, load_sweep, load_yaml, read_safely
 from src.sweeps.summarize import summarize
 
@@ -146,6 +146,7 @@ def run_preset(name: str, overrides: Sequence[str], root: Path = Path("outputs/m
     print("running: " + " ".join(cmd[1:]), flush=True)
     t0 = time.perf_counter()
     env, left = {k: v for k, v in os.environ.items() if k != signals.STOP_FILE_ENV}, None
+    env[SUMMARIZED_ENV] = "1"  # the runner need not print the table: the summary below does
     with signals.Forward() as stops:  # Ctrl-C or SIGTERM: the runner's jobs stop at a batch boundary
         while True:
             proc = subprocess.Popen(cmd, env=env, start_new_session=True, preexec_fn=signals.stop_with_parent())

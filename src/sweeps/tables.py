@@ -145,3 +145,31 @@ def text_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in [header, *rows]]
     return "\n".join(lines)
+
+
+def by_configuration(
+    sweep: Sweep, keys: Sequence[str], metric: str, threshold: float
+) -> tuple[list[str], list[list[str]]]:
+    """The table by configuration (one row per value of `keys`): seeds (and jobs that did not
+    complete), solved share, the metric's mean ± std beside its chance level, steps, steps to
+    target and fit time."""
+    groups = group_table(sweep, keys, metric, threshold)
+    chance_key = f"chance/{metric.split('/')[-1]}"  # a metric without its baseline misleads
+    header = [*keys, "seeds", "solved [95% CI]", metric, "chance", "steps", "steps to target", "fit s"]
+    rows = []
+    for key, g in groups.iterrows():
+        seeds = f"{g['n']:.0f}" + "".join(f" (+{g[status]:.0f} {status})" for status in STATUSES[1:] if g[status])
+        reached = f"{g['reached:median']:.0f} ({g['reached']:.0f}/{g['jobs']:.0f})" if g["reached"] else "-"
+        rows.append(
+            [
+                *key,
+                seeds,
+                share(int(g["ok"]), int(g["n"])),
+                plus_minus(g, metric),
+                f"{g[f'{chance_key}:mean']:.3g}" if g[f"{chance_key}:n"] else "-",
+                plus_minus(g, "steps", 0),
+                reached,
+                plus_minus(g, "fit_time_s", 1),
+            ]
+        )
+    return header, rows
