@@ -7,7 +7,12 @@ from __future__ import annotations
 import csv
 import importlib.util
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -454,3 +459,103 @@ def test_metrics_say_a_plateau_stopped_the_run_after_best_ckpt_was_tested(tmp_pa
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["weights"]["test"].startswith("checkpoints/best.ckpt (step 20")
     assert metrics["stopped_by"] == "plateau" and metrics["steps"] == 60, (metrics["stopped_by"], metrics["steps"])
+
+
+def test_a_multirun_ends_with_the_summary_table_and_the_commands(tmp_path):
+    # It ended on `[sweep] 2/2 jobs done`: no table, no word of sweep.py summarize or TensorBoard.
+    sweep = tmp_path / "sweep"
+    fast = ["debug=fast", "hardware.threads=1", "logger=none", "samples=0", "diagnostics=false"]
+    r = run_cli("-m", "model.hidden=2,8", *fast, f"hydra.sweep.dir={sweep}")
+    assert r.returncode == 0, r.stderr[-3000:]
+    ending = [line.rstrip() for line in r.stdout[r.stdout.index(f"\nSweep {sweep}: 2 expected") :].splitlines()]
+    assert ending[-3:] == [
+        "",
+        f"Full summary (jobs.csv, summary.md, heatmap): python sweep.py summarize {sweep}",
+        f"TensorBoard: tensorboard --logdir {sweep}",
+    ]
+    # the same table sweep.py summarize prints, row for row
+    said = run_cli("summarize", str(sweep), script="sweep.py")
+    assert said.returncode == 0, said.stderr
+    table = [line.rstrip() for line in said.stdout[: said.stdout.index("\nWrote:")].splitlines()]
+    assert ending[: len(table)] == table and "By configuration (test/exact >= 0.99 counts as solved):" in table
+    assert [line.split()[0] for line in table[-2:]] == ["2", "8"]  # a row per model.hidden
+
+
+def test_a_record_with_a_string_where_a_number_belongs_is_not_a_result(failing_sweep, tmp_path):
+    # It was counted completed, judged by the string ("1.0" solves) and the string copied into jobs.csv.
+    copy = tmp_path / "copy"
+    shutil.copytree(failing_sweep, copy, ignore=shutil.ignore_patterns("summary"))
+    job = copy / "0_model.hidden=2,task.lag=1" / "metrics.json"
+    job.write_text(json.dumps({**json.loads(job.read_text()), "test/exact": "1.0"}))
+    r = run_cli("summarize", str(copy), script="sweep.py")
+    assert r.returncode == 0, r.stderr
+    assert "4 expected; 1 completed, 0 interrupted, 3 failed, 0 missing" in r.stdout
+    said = "metrics.json holds '1.0' at test/exact, where a number belongs (edited or damaged)"
+    assert f"failed: 0_model.hidden=2,task.lag=1: {said}" in r.stdout
+    row = next(csv.DictReader((copy / "summary" / "jobs.csv").open()))
+    assert (row["status"], row["solved"], row["test/exact"], row["note"]) == ("failed", "", "", said)
+    # a flag that cannot judge anything is refused before any work, the summary as it was
+    before = {p: p.read_bytes() for p in (copy / "summary").rglob("*") if p.is_file()}
+    r = run_cli("summarize", str(copy), "--threshold", "nan", script="sweep.py")
+    assert (r.returncode, r.stderr) == (2, "error: --threshold=nan is not allowed; it must be a finite number.\n")
+    assert {p: p.read_bytes() for p in (copy / "summary").rglob("*") if p.is_file()} == before
+
+
+def _stop_when_writing(args: list[str], folder: Path) -> subprocess.CompletedProcess:
+    """sweep.py summarize, sent SIGTERM as soon as anything new appears in the sweep folder."""
+    before = set(os.listdir(folder))
+    proc = subprocess.Popen(
+        [sys.executable, str(Path(CONF).parent / "sweep.py"), "summarize", *args],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while set(os.listdir(folder)) == before and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def test_a_summary_stopped_by_sigterm_leaves_the_folder_as_it_was(failing_sweep, tmp_path):
+    # SIGTERM mid-summary left a summary/ with jobs.csv and nothing else.
+    copy = tmp_path / "copy"
+    shutil.copytree(failing_sweep, copy, ignore=shutil.ignore_patterns("summary"))
+    before = sorted(os.listdir(copy))
+    r = _stop_when_writing([str(copy)], copy)
+    assert r.returncode == 143 and "Traceback" not in r.stderr, r.stderr
+    assert sorted(os.listdir(copy)) == before  # no summary/, no temporary folder
+    # an earlier summary stays whole when a new one (another metric) is stopped
+    summarize(copy, quiet=True)
+    summary = {p: p.read_bytes() for p in (copy / "summary").rglob("*") if p.is_file()}
+    r = _stop_when_writing([str(copy), "--metric", "test/acc"], copy)
+    assert r.returncode == 143, r.stderr
+    assert {p: p.read_bytes() for p in (copy / "summary").rglob("*") if p.is_file()} == summary
+    assert sorted(os.listdir(copy)) == sorted([*before, "summary"])
+
+
+def test_a_second_signal_that_lands_in_a_finalizer_still_stops_the_process():
+    # Two SIGTERMs to a sweep printed "Exception ignored in: <function Profiler.__del__ ...> ... SignalStop":
+    # the garbage collector runs finalizers (Lightning's Profiler.__del__) at any point, and an
+    # exception raised by the signal handler inside one is printed and dropped, so the second
+    # signal did not stop the process. Here the second signal lands in a finalizer by construction.
+    script = (
+        "import os, signal, sys, time\n"
+        "from src import signals\n"
+        "signals.install()\n"
+        "class Profiler:\n"
+        "    def __del__(self):\n"
+        "        os.kill(os.getpid(), signal.SIGTERM)\n"
+        "        time.sleep(0.2)\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "time.sleep(signals.SAME_STOP_S + 0.1)\n"
+        "try:\n"
+        "    Profiler()\n"
+        "    time.sleep(10)\n"
+        "    print('the second signal was lost')\n"
+        "except signals.SignalStop as stop:\n"
+        "    sys.exit(128 + stop.signum)\n"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", script], cwd=Path(CONF).parent, capture_output=True, text=True, timeout=60
+    )
+    assert r.returncode == 143 and "Exception ignored" not in r.stderr and r.stdout == "", (r.stdout, r.stderr)

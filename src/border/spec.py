@@ -109,9 +109,11 @@ class Search:
         return bool(meets(metrics.get(self.metric), self.metric, self.threshold))
 
 
-def _ints(key: str, value: str) -> list[int]:
+def _ints(key: str, given: tuple[str, list[str]]) -> list[int]:
+    """Whole numbers from one override's values (`task.vocab=10,100`, `task.lag=range(1,5)`)."""
+    value, values = given
     try:
-        out = [int(v) for v in str(value).split(",")]
+        out = [int(v) for v in values]
     except ValueError:
         raise SweepError(f"{key}={value} must be whole numbers separated by commas.") from None
     if key == "task.vocab" and min(out) < 2:
@@ -126,58 +128,93 @@ def _ints(key: str, value: str) -> list[int]:
     return out
 
 
-def parse(overrides: Sequence[str]) -> Search:
-    """The preset with the command line on top; bad input is one sentence (SweepError)."""
-    spec = yaml.safe_load(PRESET.read_text())["border"]
-    given: dict[str, str] = {}
+def read_overrides(overrides: Sequence[str]) -> tuple[dict[str, tuple[str, list[str]]], list[str]]:
+    """(search key -> (its text, its values), the other overrides, passed to every job), read by
+    Hydra's own override parser, so a value is what it is to train.py (`task.lag=range(1,5)`,
+    quoting, `null`). A key a job's file sets is refused: the command line would win over it."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import HydraException
+
+    parser = OverridesParser.create()
+    given: dict[str, tuple[str, list[str]]] = {}
     rest = []
-    for o in overrides:
-        key, sep, value = o.partition("=")
-        if not sep or o.startswith("-"):
-            raise SweepError(f"sweep.py border takes key=value overrides, not {o!r}.")
-        if key in SEARCH_KEYS:
-            given[key] = value
-        elif key.lstrip("+~") in OWNED_KEYS:
+    for text in overrides:
+        if text.startswith("-") or "=" not in text:
+            raise SweepError(f"sweep.py border takes key=value overrides, not {text!r}.")
+        try:
+            o = parser.parse_override(text)
+            values = list(o.sweep_string_iterator()) if o.is_sweep_override() else [o.get_value_element_as_str()]
+        except HydraException as err:
+            raise SweepError(f"the override {text!r} cannot be read: {str(err).splitlines()[0]}") from None
+        if o.key_or_group in SEARCH_KEYS and not (o.is_add() or o.is_delete()):
+            given[o.key_or_group] = (text.split("=", 1)[1], ["" if o.value() is None else v for v in values])
+        elif o.key_or_group in OWNED_KEYS:
             raise SweepError(
-                f"{key} is set by the search for each job; the sizes are border.min, border.max and "
-                "border.resolution, the window border.context (e.g. border.context=lag+1)."
+                f"{text.split('=', 1)[0]} is set by the search for each job; the sizes are border.min, border.max "
+                "and border.resolution, the window border.context (e.g. border.context=lag+1)."
             )
         else:
-            rest.append(o)
-    rest = [*spec.get("overrides", []), *rest]
-    cells = given.get("model", ",".join(spec["cells"])).split(",")
+            rest.append(text)
+    return given, rest
+
+
+def _cells(given: dict[str, tuple[str, list[str]]], spec: dict[str, Any]) -> list[str]:
+    cells = given["model"][1] if "model" in given else list(spec["cells"])
     known = sorted(p.stem for p in (ROOT / "conf" / "model").glob("*.yaml"))
     for c in cells:
         if c not in known:
             raise SweepError(f"model={c} is not a cell of conf/model/; choose from: {', '.join(known)}.")
     if len(set(cells)) < len(cells):
-        raise SweepError(f"model={given['model']} names a cell twice.")
-    vocab_text = given.get("task.vocab", ",".join(map(str, spec.get("vocabs") or [])))
-    vocabs = _ints("task.vocab", vocab_text) if "task.vocab" in given or vocab_text else None
+        raise SweepError(f"model={given['model'][0]} names a cell twice.")
+    return cells
+
+
+def _axis(given: dict[str, tuple[str, list[str]]]) -> str:
+    """The task key searched along: task.lag (echo_lag's window) or task.delay (copy_memory)."""
     if "task.lag" in given and "task.delay" in given:
         raise SweepError(
             "task.lag and task.delay are both given; a search steps along one: task.lag (echo_lag's window) or "
             "task.delay (copy_memory's blanks)."
         )
-    axis = "delay" if "task.delay" in given else "lag"
-    axis_spec = spec["axes"][axis]
-    if axis == "delay":
-        for key, why in (
-            ("task.vocab", "copy_memory's vocab is task.categories + 2 (set task.categories=...)"),
-            ("border.context", "copy_memory's length follows from the delay (delay + 2 x task.symbols)"),
-        ):
-            if key in given:
-                raise SweepError(f"{key}={given[key]} does not apply to a search along task.delay: {why}.")
-    lags = sorted(_ints(f"task.{axis}", given.get(f"task.{axis}", ",".join(map(str, spec["lags"])))))
-    seeds = _ints("seed", given.get("seed", ",".join(map(str, spec["seeds"]))))
-    lo = _ints("border.min", given.get("border.min", str(spec["min"])))[0]
-    hi = _ints("border.max", given.get("border.max", str(spec["max"])))[0]
+    if "task.delay" not in given:
+        return "lag"
+    for key, why in (
+        ("task.vocab", "copy_memory's vocab is task.categories + 2 (set task.categories=...)"),
+        ("border.context", "copy_memory's length follows from the delay (delay + 2 x task.symbols)"),
+    ):
+        if key in given:
+            raise SweepError(f"{key}={given[key][0]} does not apply to a search along task.delay: {why}.")
+    return "delay"
+
+
+def _setting(given: dict[str, tuple[str, list[str]]], key: str, default: Any) -> tuple[str, list[str]]:
+    """An override's (text, values), or the preset's value as if written on the command line."""
+    if key in given:
+        return given[key]
+    text = ",".join(map(str, default)) if isinstance(default, list) else str(default)
+    return text, text.split(",")
+
+
+def parse(overrides: Sequence[str]) -> Search:
+    """The preset with the command line on top; bad input is one sentence (SweepError)."""
+    spec = yaml.safe_load(PRESET.read_text())["border"]
+    given, rest = read_overrides(overrides)
+    cells = _cells(given, spec)
+    vocabs = _ints("task.vocab", given["task.vocab"]) if "task.vocab" in given else None
+    if vocabs is None and spec.get("vocabs"):
+        vocabs = _ints("task.vocab", _setting(given, "task.vocab", spec["vocabs"]))
+    axis = _axis(given)
+    lags = sorted(_ints(f"task.{axis}", _setting(given, f"task.{axis}", spec["lags"])))
+    seeds = _ints("seed", _setting(given, "seed", spec["seeds"]))
+    lo = _ints("border.min", _setting(given, "border.min", spec["min"]))[0]
+    hi = _ints("border.max", _setting(given, "border.max", spec["max"]))[0]
     if lo > hi:
         raise SweepError(f"border.min={lo} is above border.max={hi}; the sizes searched are border.min..border.max.")
     try:
-        need = float(given.get("border.share", spec["share"]))
-        threshold = float(given.get("border.threshold", spec["threshold"]))
-        resolution = float(given.get("border.resolution", spec.get("resolution", 1.0)))
+        need, threshold, resolution = (
+            float(_setting(given, key, spec.get(key.split(".")[1], 1.0))[0])
+            for key in ("border.share", "border.threshold", "border.resolution")
+        )
     except ValueError:
         raise SweepError("border.share, border.threshold and border.resolution must be numbers.") from None
     if not 0 < need <= 1:
@@ -187,20 +224,21 @@ def parse(overrides: Sequence[str]) -> Search:
             f"border.resolution={resolution} must lie in [1, 4]: the largest ratio of neighbouring sizes "
             "(1: every integer, 1.41: about two sizes per doubling)."
         )
-    context = given.get("border.context", spec.get("context"))
+    context = given["border.context"][0] if "border.context" in given else spec.get("context")
     context = None if context in (None, "null", "") else str(context)
     if context is not None and not re.fullmatch(r"lag\s*\+\s*\d+|\d+", context):
         raise SweepError(
             f"border.context={context} must be a window length (e.g. 9) or lag+K (e.g. lag+1: the shortest "
             "window that holds the target); null keeps the preset's."
         )
-    metric = given.get("border.metric", axis_spec["metric"])
+    metric = given["border.metric"][0] if "border.metric" in given else spec["axes"][axis]["metric"]
     if not re.fullmatch(r"test/\w+", metric):
         raise SweepError(
             f"border.metric={metric} must be a test metric a job records, e.g. test/exact (every target of a "
             "window right) or test/acc (each target)."
         )
-    search = Search(cells, vocabs, lags, seeds, lo, hi, need, threshold, metric, axis_spec["preset"], rest)
+    preset, rest = spec["axes"][axis]["preset"], [*spec.get("overrides", []), *rest]
+    search = Search(cells, vocabs, lags, seeds, lo, hi, need, threshold, metric, preset, rest)
     search.resolution, search.context, search.axis = resolution, context, axis
     return search
 
