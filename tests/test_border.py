@@ -242,6 +242,12 @@ def test_only_a_diverged_loss_is_a_verdict_a_full_disk_is_not(tmp_path):
     record.write_text(json.dumps({"status": "failed", "error": disk}))
     said = rounds.no_verdict(tmp_path, spec.JobKey("lstm", 10, 1, 4, 0))
     assert said == f"job {job} failed: {disk}"
+    # a record edited by hand (a string where a number belongs) is no verdict either: job_line
+    # formatted it with :.3f and the search ended in a ValueError traceback
+    record.write_text(json.dumps({"status": "completed", "test/exact": "1.0", "steps": 10}))
+    assert rounds.read_record(job) is None and rounds.find_jobs(tmp_path) == {}
+    said = rounds.no_verdict(tmp_path, spec.JobKey("lstm", 10, 1, 4, 0))
+    assert said == f"job {job}: metrics.json holds '1.0' at test/exact, where a number belongs (edited or damaged)"
 
 
 def test_a_cell_only_setting_reaches_the_cells_jobs(tmp_path):

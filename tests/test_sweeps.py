@@ -559,3 +559,19 @@ def test_a_second_signal_that_lands_in_a_finalizer_still_stops_the_process():
         [sys.executable, "-c", script], cwd=Path(CONF).parent, capture_output=True, text=True, timeout=60
     )
     assert r.returncode == 143 and "Exception ignored" not in r.stderr and r.stdout == "", (r.stdout, r.stderr)
+
+
+def test_reading_a_sweep_reaches_no_train_code():
+    """src.run imports src.terminal, whose sweep progress reads sweep folders: when the reader
+    lived beside the runner (which checks presets with src.run.validate), the modules formed the
+    cycle run -> terminal -> sweeps -> run. Reading, judging and printing a sweep import no src.run."""
+    code = """
+import sys
+import src.terminal
+from src.sweeps import callbacks, judge, records, summarize, tables
+assert "src.run" not in sys.modules and "torch" not in sys.modules, sorted(m for m in sys.modules if m.startswith("src"))
+"""
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=Path(CONF).parent, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
