@@ -14,6 +14,8 @@ import os
 import re
 import shutil
 import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -94,8 +96,8 @@ def write_summary(sweep: Sweep, how: Plan, out: Path) -> dict[str, Path]:
     """The summary's files, written into a temporary folder beside `out` and moved into it at once."""
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
     try:
+        tmp.mkdir(parents=True)  # inside the try: a signal right after it still removes it
         fields, rows = job_rows(sweep, how.metric, how.threshold)
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
@@ -115,15 +117,15 @@ def write_summary(sweep: Sweep, how: Plan, out: Path) -> dict[str, Path]:
         written["tensorboard"] = str(tb.relative_to(tmp))
         publish(tmp, out)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        with held_signals():  # a second signal must not cut the clean-up short
+            shutil.rmtree(tmp, ignore_errors=True)
     return {what: out / rel for what, rel in written.items()}
 
 
 def publish(tmp: Path, out: Path) -> None:
     """Move every file of `tmp` into `out` (the folder itself when `out` does not exist yet), with
     SIGINT and SIGTERM held back until all are in place; other files in `out` are kept."""
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
-    try:
+    with held_signals():
         if not out.exists():
             out.parent.mkdir(parents=True, exist_ok=True)
             os.rename(tmp, out)
@@ -132,6 +134,14 @@ def publish(tmp: Path, out: Path) -> None:
             dest = out / path.relative_to(tmp)
             dest.parent.mkdir(parents=True, exist_ok=True)
             os.replace(path, dest)
+
+
+@contextmanager
+def held_signals() -> Iterator[None]:
+    """SIGINT and SIGTERM wait (delivered on leaving) while the summary's files move or go."""
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
@@ -216,5 +226,5 @@ def ending(folder: Path) -> list[str]:
     try:
         sweep = load_sweep(folder)
         return [*report(sweep, plan(sweep)), *commands]
-    except (SweepError, OSError) as err:
+    except Exception as err:  # whatever the folder holds, the sweep's own outcome is what ends the run
         return [f"\nno table: {err}", *commands]
