@@ -317,7 +317,7 @@ def check(search: Search, folder: Path) -> None:
     from omegaconf.errors import OmegaConfBaseException
 
     from src.config import ConfigError
-    from src.run import validate
+    from src.run_config import validate
 
     for cell in search.cells:
         for vocab in search.vocabs or [None]:
