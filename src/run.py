@@ -6,6 +6,7 @@ from __future__ import annotations
 import resource
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -99,10 +100,36 @@ def sample_table(module: Any, dm: Any, n: int) -> list[dict[str, Any]]:
     return rows
 
 
-@logged_run  # what train prints also goes to <run>/train.log
-def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Fit and test one run; return (metrics, objects). Raises ConfigError on bad input."""
-    t_start = time.perf_counter()
+@dataclass
+class Plan:
+    """What the checks decided before anything is built: the task, the network's keywords, the
+    number of processes, the run folder, the checkpoint a resume starts from, and whether this
+    process prints progress."""
+
+    task: Any
+    net_kwargs: dict[str, Any]
+    world: int
+    out_dir: Path
+    ckpt_path: Path | None
+    progress: bool
+
+
+@dataclass
+class Parts:
+    """The built run: data, network, LightningModule, trainer and the callbacks read at the end."""
+
+    dm: Any
+    chance: dict[str, float]
+    module: Any
+    trainer: Any
+    loggers: list[Any]
+    target: Any
+    guard: Any
+    timer: Any
+
+
+def plan(cfg: DictConfig) -> Plan:
+    """Every check on the config and the run folder, then the banner; nothing written yet."""
     from src.launch import is_primary
 
     task, net_kwargs, world = validate(cfg)
@@ -118,7 +145,12 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     progress = cfg.get("progress", True) and is_primary()
     if progress:  # before the slow imports: the folder and what is trained, at once
         print(banner(cfg, out_dir, net_kwargs, ckpt_path), flush=True)
+    return Plan(task, net_kwargs, world, out_dir, ckpt_path, progress)
 
+
+def build_parts(cfg: DictConfig, p: Plan) -> Parts:
+    """Data, network, optimizer, LightningModule, callbacks, loggers and trainer; a constructor
+    that refuses its arguments is one sentence (`build`), still before anything is written."""
     quiet_framework()
     import pytorch_lightning as pl
     import torch
@@ -128,15 +160,16 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
     from src.datamodules.generate import make_split
     from src.datamodules.sequence_datamodule import SequenceDataModule
     from src.lit_models.sequence_module import SequenceModule, chance_levels
-    from src.reliability import AtomicCheckpointIO, RunGuard, stop_report
+    from src.reliability import AtomicCheckpointIO, RunGuard
 
+    task = p.task
     if cfg.hardware.get("threads"):
         torch.set_num_threads(cfg.hardware.threads)
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = build("data", lambda: SequenceDataModule(task, seed=cfg.seed, **cfg.data))  # `+data.<typo>=...`
     _, y_test, m_test = make_split(task, cfg.data.test_seed, cfg.data.test_size)
     chance = chance_levels(task, y_test, m_test)
-    net = build("model", lambda: build_net(task, net_kwargs))
+    net = build("model", lambda: build_net(task, p.net_kwargs))
     optimizer = build("optim.optimizer", lambda: instantiate(cfg.optim.optimizer))
     scheduler = (
         build("optim.scheduler", lambda: instantiate(cfg.optim.scheduler)) if cfg.optim.get("scheduler") else None
@@ -151,18 +184,17 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         optimizer=optimizer,
         scheduler=scheduler,
         grad_clip=cfg.optim.get("grad_clip"),
-        tbptt=net_kwargs.get("tbptt", 1),
+        tbptt=p.net_kwargs.get("tbptt", 1),
         log_interval=cfg.trainer.log_every_n_steps,
         chance=chance,
     )
-
     timer = StepTimer()
     callbacks = [
         build(f"callbacks.{k}", lambda c=c: instantiate(c)) for k, c in (cfg.get("callbacks") or {}).items() if c
-    ] + [timer, *([Progress(cfg.optimized_metric)] if progress else [])]
+    ] + [timer, *([Progress(cfg.optimized_metric)] if p.progress else [])]
     loggers = [build(f"logger.{k}", lambda c=c: instantiate(c)) for k, c in (cfg.get("logger") or {}).items() if c]
     target = next((c for c in callbacks if c.__class__.__name__ == "TargetReached"), None)
-    guard = RunGuard(out_dir / "checkpoints")  # always on: NaN stop, clean Ctrl-C, RNG in checkpoints
+    guard = RunGuard(p.out_dir / "checkpoints")  # always on: NaN stop, clean Ctrl-C, RNG in checkpoints
     hw = cfg.hardware
     trainer = build(
         "trainer",
@@ -176,7 +208,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
             callbacks=[*callbacks, guard],
             plugins=[AtomicCheckpointIO()],
             logger=loggers or False,
-            default_root_dir=str(out_dir),
+            default_root_dir=str(p.out_dir),
             check_val_every_n_epoch=None,
             reload_dataloaders_every_n_epochs=1,
             num_sanity_val_steps=0,
@@ -184,85 +216,131 @@ def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
         ),
     )
     signals.disown(trainer)  # SIGINT/SIGTERM stay with src.signals
-    identity, guard.start_step, warnings = start_point(cfg, ckpt_path, module, out_dir)
+    return Parts(dm, chance, module, trainer, loggers, target, guard, timer)
+
+
+def open_run(cfg: DictConfig, p: Plan, parts: Parts) -> None:
+    """Where the run starts (fresh, a resume, or init_from's weights: checked against the
+    checkpoint's own record), then the first writes: the folder, train.log, the run's identity and
+    a resume's entry in <run>/.hydra/resumes.yaml."""
+    from src.launch import is_primary, note_resume
+
+    guard = parts.guard
+    identity, guard.start_step, warnings = start_point(cfg, p.ckpt_path, parts.module, p.out_dir)
     guard.identity = identity  # every checkpoint says which run, trained on what
-    for lg in loggers if ckpt_path is not None else ():
+    for lg in parts.loggers if p.ckpt_path is not None else ():
         if hasattr(lg, "resume_at"):
             lg.resume_at(guard.start_step)
-    out_dir.mkdir(parents=True, exist_ok=True)  # only now: bad input above leaves nothing behind
-    keep_log(out_dir)
+    p.out_dir.mkdir(parents=True, exist_ok=True)  # only now: bad input above leaves nothing behind
+    keep_log(p.out_dir)
     if is_primary():
-        keep_run_id(out_dir, identity)
+        keep_run_id(p.out_dir, identity)
         for warning in warnings:  # a checkpoint without a checksum
             print(warning, file=sys.stderr)
-    from src.launch import note_resume
+    note_resume(p.out_dir)  # a resume that passed every check
 
-    note_resume(out_dir)  # a resume that passed every check: <run>/.hydra/resumes.yaml
 
+def fit(parts: Parts, p: Plan) -> dict[str, Any]:
+    """Train until the target holds or the budget ends; what the fit leaves for the record."""
+    trainer, guard = parts.trainer, parts.guard
+    t_fit = time.perf_counter()
+    trainer.fit(parts.module, datamodule=parts.dm, ckpt_path=p.ckpt_path)
+    fit_s = time.perf_counter() - t_fit
+    signals.check()  # a signal during the final validation: last.ckpt is the end of the fit
+    return {
+        "t_fit": t_fit,
+        "fit_s": fit_s,
+        "val": guard.fit_metrics(trainer),  # a resume at the budget's end: the run's record
+        "val_step": guard.val_step,
+        "stop": stopped_by(trainer, parts.target),  # before test: testing best.ckpt restores the callbacks' states
+    }
+
+
+def evaluate(cfg: DictConfig, p: Plan, parts: Parts, fitted: dict[str, Any], t_start: float) -> tuple[dict, list]:
+    """Test the best checkpoint (selected on validation loss, never on test data) when there is
+    one, print sample windows, probe the network once (diagnostics), and assemble metrics.json."""
+    import torch
+
+    trainer, module, target = parts.trainer, parts.module, parts.target
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    trainer.test(module, datamodule=parts.dm, ckpt_path=best or None, verbose=False)
+    # the module sends evaluation metrics to the loggers itself (src/loggers.py: steps), so
+    # trainer.test returns none: read them where callbacks do
+    tested = {k: v for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
+    rows = sample_table(module, parts.dm, cfg.samples)
+    diagnostics, diagnostics_s = None, None
+    if cfg.get("diagnostics", True) and trainer.is_global_zero:  # off the hot path: once, on the test weights
+        from src.diagnostics import diagnose
+
+        t_diag = time.perf_counter()
+        diagnostics = diagnose(module.net, p.task, *parts.dm.test_set, module.loss)
+        diagnostics_s = time.perf_counter() - t_diag
+    metrics: dict[str, Any] = {
+        "status": "completed",
+        "task": p.task.name,
+        "cell": p.net_kwargs["cell"],
+        "topology": p.net_kwargs["topology"],
+        "seed": cfg.seed,
+        **{k: float(v) for k, v in sorted(tested.items())},
+        **fitted["val"],
+        "chance": parts.chance,
+        "target": target.summary() if target else {"reached": False, "monitor": None, "target": None, "best": None},
+        "steps": trainer.global_step,
+        "stopped_by": fitted["stop"],
+        "batches": trainer.fit_loop.epoch_loop.batch_progress.total.ready,
+        "epochs": trainer.current_epoch,
+        "params": sum(q.numel() for q in module.net.parameters()),
+        "fit_time_s": fitted["fit_s"],
+        "wall_time_s": time.perf_counter() - t_start,
+        "startup_s": fitted["t_fit"] - T_PROCESS,
+        "world_size": p.world,
+        "tested_checkpoint": Path(best).name if best else "final weights",
+        "weights": weights_used(trainer, fitted["val_step"], p.out_dir),
+        **parts.timer.summary(),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "torch_threads": torch.get_num_threads(),  # a parallel launcher's share of the cores
+        **({"diagnostics": diagnostics, "diagnostics_s": diagnostics_s} if diagnostics else {}),
+    }
+    signals.check()  # a signal during test
+    return metrics, rows
+
+
+def record(cfg: DictConfig, p: Plan, parts: Parts, metrics: dict[str, Any], rows: list[dict[str, Any]]) -> None:
+    """Rank 0 writes the loggers' end-of-run records, then metrics.json (the run's verdict), then
+    prints the summary."""
+    if not parts.trainer.is_global_zero:
+        return
+    from src.loggers import record_run
+
+    record_run(parts.loggers, cfg, metrics, rows)  # hyperparameters, final metrics, samples
+    signals.check()  # a signal while the loggers wrote: not recorded `completed`
+    write_json(p.out_dir / "metrics.json", metrics)
+    print_summary(metrics, rows, p.out_dir)
+
+
+@logged_run  # what train prints also goes to <run>/train.log
+def train(cfg: DictConfig) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Fit and test one run; return (metrics, objects). Raises ConfigError on bad input, before
+    anything is written. The stages: plan (checks), build, open the run folder, fit, test, record."""
+    t_start = time.perf_counter()
+    p = plan(cfg)
+    parts = build_parts(cfg, p)
+    open_run(cfg, p, parts)
     # Every stop from here on (a signal in any phase, a failed write, a NaN) is recorded in
     # metrics.json by stop_report; a second signal (SignalStop) lands here from wherever it hit.
     try:
         signals.check()  # a signal during start-up
-        t_fit = time.perf_counter()
-        trainer.fit(module, datamodule=dm, ckpt_path=ckpt_path)
-        fit_s = time.perf_counter() - t_fit
-        signals.check()  # a signal during the final validation: last.ckpt is the end of the fit
-        val, val_step = guard.fit_metrics(trainer), guard.val_step  # a resume at the budget's end: the run's record
-        stop = stopped_by(trainer, target)  # before test: testing best.ckpt restores the callbacks' states
-        # Test the best checkpoint (selected on validation loss, never on test data) when there is one.
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        trainer.test(module, datamodule=dm, ckpt_path=best or None, verbose=False)
-        # the module sends evaluation metrics to the loggers itself (src/loggers.py: steps), so
-        # trainer.test returns none: read them where callbacks do
-        test = {k: v for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
-        rows = sample_table(module, dm, cfg.samples)
-        diagnostics, diagnostics_s = None, None
-        if cfg.get("diagnostics", True) and trainer.is_global_zero:  # off the hot path: once, on the test weights
-            from src.diagnostics import diagnose
-
-            t_diag = time.perf_counter()
-            diagnostics = diagnose(module.net, task, *dm.test_set, module.loss)
-            diagnostics_s = time.perf_counter() - t_diag
-        metrics: dict[str, Any] = {
-            "status": "completed",
-            "task": task.name,
-            "cell": net_kwargs["cell"],
-            "topology": net_kwargs["topology"],
-            "seed": cfg.seed,
-            **{k: float(v) for k, v in sorted(test.items())},
-            **val,
-            "chance": chance,
-            "target": target.summary() if target else {"reached": False, "monitor": None, "target": None, "best": None},
-            "steps": trainer.global_step,
-            "stopped_by": stop,
-            "batches": trainer.fit_loop.epoch_loop.batch_progress.total.ready,
-            "epochs": trainer.current_epoch,
-            "params": sum(p.numel() for p in net.parameters()),
-            "fit_time_s": fit_s,
-            "wall_time_s": time.perf_counter() - t_start,
-            "startup_s": t_fit - T_PROCESS,
-            "world_size": world,
-            "tested_checkpoint": Path(best).name if best else "final weights",
-            "weights": weights_used(trainer, val_step, out_dir),
-            **timer.summary(),
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "torch_threads": torch.get_num_threads(),  # a parallel launcher's share of the cores
-            **({"diagnostics": diagnostics, "diagnostics_s": diagnostics_s} if diagnostics else {}),
-        }
-        signals.check()  # a signal during test
-        if trainer.is_global_zero:
-            from src.loggers import record_run
-
-            record_run(loggers, cfg, metrics, rows)  # hyperparameters, final metrics, samples
-            signals.check()  # a signal while the loggers wrote: not recorded `completed`
-            write_json(out_dir / "metrics.json", metrics)
-            print_summary(metrics, rows, out_dir)
+        fitted = fit(parts, p)
+        metrics, rows = evaluate(cfg, p, parts, fitted, t_start)
+        record(cfg, p, parts, metrics, rows)
     except BaseException as err:
-        stopped = stop_report(err, trainer, guard, out_dir)
+        from src.reliability import stop_report
+
+        stopped = stop_report(err, parts.trainer, parts.guard, p.out_dir)
         if stopped is err:
             raise
         raise stopped from err
-    return metrics, {"trainer": trainer, "module": module, "datamodule": dm, "cfg": cfg}
+    return metrics, {"trainer": parts.trainer, "module": parts.module, "datamodule": parts.dm, "cfg": cfg}
 
 
 def record_failure(cfg: DictConfig, err: BaseException) -> bool:
