@@ -248,6 +248,9 @@ def test_only_a_diverged_loss_is_a_verdict_a_full_disk_is_not(tmp_path):
     assert rounds.read_record(job) is None and rounds.find_jobs(tmp_path) == {}
     said = rounds.no_verdict(tmp_path, spec.JobKey("lstm", 10, 1, 4, 0))
     assert said == f"job {job}: metrics.json holds '1.0' at test/exact, where a number belongs (edited or damaged)"
+    # a record without the metric (null) is a verdict (not solved), printed without a TypeError
+    line = rounds.job_line(spec.parse(["border.max=8"]), job.name, {"status": "completed", "test/exact": None})
+    assert line == f"  {job.name}: test/exact not recorded (not solved; stopped by ? at step None, nan s)"
 
 
 def test_a_cell_only_setting_reaches_the_cells_jobs(tmp_path):

@@ -494,6 +494,13 @@ def test_a_record_with_a_string_where_a_number_belongs_is_not_a_result(failing_s
     assert f"failed: 0_model.hidden=2,task.lag=1: {said}" in r.stdout
     row = next(csv.DictReader((copy / "summary" / "jobs.csv").open()))
     assert (row["status"], row["solved"], row["test/exact"], row["note"]) == ("failed", "", "", said)
+    # a part that holds named entries holding something else ended the summary in an AttributeError
+    other = copy / "2_model.hidden=2,task.lag=5" / "metrics.json"
+    other.write_text(json.dumps({**json.loads(other.read_text()), "chance": "abc"}))
+    r = run_cli("summarize", str(copy), script="sweep.py")
+    assert r.returncode == 0, r.stderr
+    said = "metrics.json holds 'abc' at chance, where an object belongs (edited or damaged)"
+    assert f"failed: 2_model.hidden=2,task.lag=5: {said}" in r.stdout
     # a flag that cannot judge anything is refused before any work, the summary as it was
     before = {p: p.read_bytes() for p in (copy / "summary").rglob("*") if p.is_file()}
     r = run_cli("summarize", str(copy), "--threshold", "nan", script="sweep.py")

@@ -123,9 +123,11 @@ def job_line(search: Search, name: str, metrics: dict[str, Any]) -> str:
         return f"  {name}: failed ({metrics.get('error', 'no reason recorded')}); counted as not solved"
     target = metrics.get("target") or {}
     why = metrics.get("stopped_by") or ("target" if target.get("reached") else "?")
+    seconds = metrics.get("fit_time_s")  # a record holds a number or null here (records.read_record)
     return (
-        f"  {name}: {search.metric} {value:.3f} ({'solved' if search.solved(metrics) else 'not solved'}; "
-        f"stopped by {why} at step {metrics.get('steps')}, {metrics.get('fit_time_s', float('nan')):.1f} s)"
+        f"  {name}: {search.metric} {'not recorded' if value is None else f'{value:.3f}'} "
+        f"({'solved' if search.solved(metrics) else 'not solved'}; stopped by {why} at step {metrics.get('steps')}, "
+        f"{float('nan') if seconds is None else seconds:.1f} s)"
     )
 
 

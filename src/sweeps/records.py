@@ -177,8 +177,14 @@ NUMBER_KEYS = ("steps", "step", "batches", "epochs", "params", "fit_time_s", "wa
 NUMBER_PARTS = {"chance": None, "target": ("step", "seconds")}  # None: every entry of the part
 
 
-def _misplaced(metrics: dict[str, Any]) -> tuple[str, Any] | None:
-    """The first (key, value) of a record where a number belongs but something else stands."""
+OBJECT_KEYS = ("chance", "target", "weights", "diagnostics")  # parts that hold named entries
+
+
+def _misplaced(metrics: dict[str, Any]) -> tuple[str, Any, str] | None:
+    """The first (key, value, what belongs there) of a record where something else stands."""
+    for key in OBJECT_KEYS:
+        if metrics.get(key) is not None and not isinstance(metrics[key], dict):
+            return key, metrics[key], "an object"
     places = [(k, v) for k, v in metrics.items() if "/" in k or k in NUMBER_KEYS]
     for part, keys in NUMBER_PARTS.items():
         sub = metrics.get(part)
@@ -186,7 +192,7 @@ def _misplaced(metrics: dict[str, Any]) -> tuple[str, Any] | None:
             places += [(f"{part}.{k}", v) for k, v in sub.items() if keys is None or k in keys]
     for key, value in places:
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            return key, value
+            return key, value, "a number"
     return None
 
 
@@ -194,7 +200,8 @@ def read_record(path: Path) -> tuple[dict[str, Any] | None, str]:
     """A job's metrics.json, the one reader of job records (the summary, the border search, a sweep
     going on after its runner died): (the record, "") or (None, why it is not a record). A file that
     is not JSON, not an object, or holds a non-number where a number belongs (`"test/exact":
-    "0.99"`) is not a record: counting it would judge a job on a value no run measured."""
+    "0.99"`) or a non-object where an object does (`"chance": "abc"`) is not a record: counting it
+    would judge a job on a value no run measured, or end the summary in a traceback."""
     metrics, why = read_safely(path, json.loads)
     if why:
         return None, why
@@ -202,7 +209,7 @@ def read_record(path: Path) -> tuple[dict[str, Any] | None, str]:
         return None, f"unreadable {path.name} (not a JSON object)"
     bad = _misplaced(metrics)
     if bad is not None:
-        return None, f"{path.name} holds {bad[1]!r} at {bad[0]}, where a number belongs (edited or damaged)"
+        return None, f"{path.name} holds {bad[1]!r} at {bad[0]}, where {bad[2]} belongs (edited or damaged)"
     return metrics, ""
 
 
