@@ -201,7 +201,9 @@ class RunGuard(pl.Callback):
         # Runs before ModelCheckpoint (Lightning orders checkpoint callbacks last): the batch is
         # complete, so this is the same resume point as a step checkpoint.
         self._rng = _get_rng()
-        if not self._stop:
+        # under trainer.accumulate_grad_batches a batch that only accumulated is no resume point: its
+        # gradient is in no checkpoint; stop after the batch that steps
+        if not self._stop or trainer.fit_loop.epoch_loop._should_accumulate():
             return
         trainer.save_checkpoint(self.ckpt_dir / "last.ckpt")
         raise StopRequested

@@ -172,3 +172,16 @@ def test_a_signal_during_a_resumes_start_up_reports_the_checkpoints_step(tmp_pat
     step = torch.load(last, map_location="cpu", weights_only=False)["global_step"]
     assert step == 31 and f"interrupted: SIGTERM at step {step}; checkpoint {last}; continue with" in res.stderr
     assert read_metrics(run) == {"status": "interrupted", "signal": "SIGTERM", "step": step, "checkpoint": str(last)}
+
+
+@pytest.mark.slow(reason="3 runs, ~2 min; the stop at a stepping batch is a one-line rule in RunGuard")
+def test_sigterm_between_accumulated_batches_then_resume_ends_like_an_uninterrupted_run(tmp_path, monkeypatch):
+    # the stop landed on a batch that only accumulated: its gradient was in no checkpoint
+    accumulate = [*DROPOUT, "+trainer.accumulate_grad_batches=2"]
+    whole, _ = train(make_cfg(tmp_path / "whole", *accumulate))
+    monkeypatch.setenv("RNN_TEST_SIGNAL", "step:20:SIGTERM")
+    assert run_cli(*accumulate, cwd=tmp_path).returncode == 128 + signal.SIGTERM
+    monkeypatch.delenv("RNN_TEST_SIGNAL")
+    (run,) = (tmp_path / "outputs" / "runs").iterdir()
+    assert run_cli("ckpt_path=last", cwd=tmp_path).returncode == 0
+    assert comparable(read_metrics(run)) == comparable(whole)
