@@ -45,7 +45,8 @@ def main(cfg: DictConfig) -> float | None:
     # above: without its own handlers a SIGTERM to the worker would kill the job unrecorded.
     signals.install()
     from src.config import ConfigError
-    from src.launch import RunFailed, RunInterrupted, ddp_job, is_primary, remove_fresh_run_dir, resumed_config
+    from src.hardware import is_primary
+    from src.launch import RunFailed, RunInterrupted, ddp_job, remove_fresh_run_dir, resumed_config
     from src.run import record_failure, train
 
     cfg = resumed_config(cfg)  # a resume trains the run's saved config
@@ -111,7 +112,7 @@ def record_interrupt(signum: int) -> None:
         return  # before Hydra chose a run folder: nothing to record
     from src.checkpoints import run_status
     from src.files import write_json
-    from src.launch import is_primary
+    from src.hardware import is_primary
 
     out_dir = Path(str(HydraConfig.get().runtime.output_dir))
     if not is_primary() or not out_dir.is_dir() or run_status(out_dir) is not None:

@@ -173,11 +173,11 @@ def check_run_checkpoint(path: Path, run: Path) -> int:
 
 # -- which run a checkpoint belongs to ----------------------------------------------------------
 def fixed_config(cfg: Any) -> dict[str, Any]:
-    """The config keys a resume may not change (all but src.launch.RESUMABLE and where the run
+    """The config keys a resume may not change (all but src.run_config.RESUMABLE and where the run
     lives), unresolved, so a run folder copied elsewhere compares equal."""
     from omegaconf import OmegaConf
 
-    from src.launch import resumable
+    from src.run_config import resumable
 
     def keep(node: Any, prefix: str) -> Any:
         if not isinstance(node, Mapping):

@@ -108,11 +108,11 @@ def encoder_states(net: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
 
 
 def _stepwise_rnn(net: nn.Module) -> nn.Module | None:
-    """The encoder cell of a network whose topology reads its window one step at a time (its
-    `stepwise`); None otherwise (one_to_one reads the whole window as one step: no per-step state)."""
+    """The encoder cell of a network whose topology reads its window one step at a time."""
+    from src.models.topologies import stepwise_encoder
+
     topology = getattr(net, "topology", None)
-    rnn = getattr(topology, "rnn", None)
-    return rnn if rnn is not None and getattr(topology, "stepwise", False) else None
+    return None if topology is None else stepwise_encoder(topology)
 
 
 def window_memory(net: nn.Module, x: torch.Tensor, vocab: int | None, max_delay: int = 32) -> dict[str, Any] | None:

@@ -127,3 +127,14 @@ def build_strategy(hw: Any) -> Any:
     from pytorch_lightning.strategies import DDPStrategy
 
     return DDPStrategy(process_group_backend=hw.get("backend"))
+
+
+# The variables a launcher (Lightning DDP, torchrun, SLURM) sets in the processes it starts for ranks > 0.
+RANK_VARS = ("LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "RANK", "SLURM_PROCID")
+
+
+def is_primary() -> bool:
+    """True in the process a user started; False in the DDP processes Lightning (or a cluster
+    scheduler) started for ranks > 0. Only the primary process checks, creates or cleans up the
+    run folder."""
+    return all(os.environ.get(v, "0") == "0" for v in RANK_VARS)

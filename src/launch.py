@@ -21,9 +21,10 @@ from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf, open_dict, read_write
 
 from src.config import ConfigError
+from src.hardware import is_primary
+from src.run_config import RESUMABLE, resumable
 
 ROOT = Path(__file__).resolve().parents[1]
-RANK_VARS = ("LOCAL_RANK", "NODE_RANK", "GROUP_RANK", "RANK", "SLURM_PROCID")
 # What Lightning's DDP launcher leaves in os.environ after a fit; see `ddp_job`.
 LAUNCHER_VARS = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
 # Hydra flags that take a value (`-cn train`), so the value is not read as an override.
@@ -42,13 +43,6 @@ class RunInterrupted(RuntimeError):
     def __init__(self, message: str, signum: int = 2):
         super().__init__(message)
         self.signum = signum
-
-
-def is_primary() -> bool:
-    """True in the process a user started; False in the DDP processes Lightning (or a cluster
-    scheduler) started for ranks > 0. Only the primary process checks, creates or cleans up the
-    run folder."""
-    return all(os.environ.get(v, "0") == "0" for v in RANK_VARS)
 
 
 # -- one run per folder ------------------------------------------------------------------------
@@ -178,22 +172,7 @@ def check_plugins(argv: list[str], optuna_plugin: str = OPTUNA_PLUGIN) -> None:
 
 
 # What may change when a run is resumed: its budget and how it runs, never what it trains.
-RESUMABLE = (
-    "trainer.max_steps",
-    "trainer.max_epochs",
-    "hardware.threads",
-    "trainer.enable_progress_bar",
-    "progress",
-    "samples",
-    "diagnostics",
-    "logger",
-    "summary",
-)
 _RESUME: dict[str, Any] = {}  # this process's resume (run, checkpoint, step, overrides), for resumes.yaml
-
-
-def resumable(key: str) -> bool:
-    return any(key == r or key.startswith(r + ".") for r in RESUMABLE)
 
 
 def resume_argv(argv: list[str]) -> list[str]:

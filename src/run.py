@@ -130,7 +130,7 @@ class Parts:
 
 def plan(cfg: DictConfig) -> Plan:
     """Every check on the config and the run folder, then the banner; nothing written yet."""
-    from src.launch import is_primary
+    from src.hardware import is_primary
 
     task, net_kwargs, world = validate(cfg)
     out_dir = Path(cfg.paths.output_dir)
@@ -223,7 +223,8 @@ def open_run(cfg: DictConfig, p: Plan, parts: Parts) -> None:
     """Where the run starts (fresh, a resume, or init_from's weights: checked against the
     checkpoint's own record), then the first writes: the folder, train.log, the run's identity and
     a resume's entry in <run>/.hydra/resumes.yaml."""
-    from src.launch import is_primary, note_resume
+    from src.hardware import is_primary
+    from src.launch import note_resume
 
     guard = parts.guard
     identity, guard.start_step, warnings = start_point(cfg, p.ckpt_path, parts.module, p.out_dir)

@@ -181,7 +181,7 @@ def validate(cfg: DictConfig, memory: bool = True) -> tuple[Any, dict[str, Any],
     if run.summary is not None:
         check(Summary, "summary", run.summary, val_metrics=metrics)
     net_kwargs = check_model(run.model, task)  # last: the chosen cell and the topologies import torch
-    from src.launch import is_primary
+    from src.hardware import is_primary
 
     if memory and is_primary():  # for all of its processes; the others would see memory rank 0 already holds
         from src.limits import check_memory
@@ -204,3 +204,21 @@ def build(key: str, make: Callable[[], T]) -> T:
             root = root.__cause__
         text = str(root).strip().splitlines()[0].rstrip(".") if str(root).strip() else ""
         raise ConfigError(f"{key} could not be built from its config ({type(root).__name__}: {text}).") from err
+
+
+# The keys a resume may change (the rest must match the run's saved config: src/checkpoints.py).
+RESUMABLE = (
+    "trainer.max_steps",
+    "trainer.max_epochs",
+    "hardware.threads",
+    "trainer.enable_progress_bar",
+    "progress",
+    "samples",
+    "diagnostics",
+    "logger",
+    "summary",
+)
+
+
+def resumable(key: str) -> bool:
+    return any(key == r or key.startswith(r + ".") for r in RESUMABLE)

@@ -194,7 +194,7 @@ def logged_run(train: Callable[..., T]) -> Callable[..., T]:
 
     @functools.wraps(train)
     def wrapper(cfg: DictConfig, *args: Any, **kwargs: Any) -> T:
-        from src.launch import is_primary
+        from src.hardware import is_primary
 
         if _ACTIVE or not is_primary():
             return train(cfg, *args, **kwargs)

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from src.models import cells
+from src.models.cells import get as get_cell
 from src.models.cells._base import State
 from src.models.topologies import TOPOLOGIES
 
@@ -90,7 +90,7 @@ class RecurrentNet(nn.Module):
         self.encoder = InputEncoder(encoding, vocab, embedding_dim, scale, features, pad)
         options = {"attention": attention} if attention else {}
         self.topology = TOPOLOGIES[topology](
-            lambda size: cells.get(cell)(size, hidden, layers, dropout, **cell_options),
+            lambda size: get_cell(cell)(size, hidden, layers, dropout, **cell_options),
             self.encoder.size, hidden, n_out, out_len, context, dropout, **options,
         )  # fmt: skip
         init_weights(self, init)

@@ -207,3 +207,10 @@ def choose(topology: str, *, framing: str, out_len: int, stateful: bool) -> str:
             "state gives one); use topology=aligned or encdec."
         )
     return topology
+
+
+def stepwise_encoder(topology: nn.Module) -> nn.Module | None:
+    """The encoder cell of a topology that reads its window one step at a time (its `stepwise`), for
+    the diagnostics' probes of per-step states; None otherwise (one_to_one reads the whole window
+    as one step)."""
+    return topology.rnn if getattr(topology, "stepwise", False) else None
