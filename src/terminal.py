@@ -3,9 +3,8 @@
 - `banner`: the run folder and what is trained, printed before the slow imports of a run.
 - `logged_run` / `keep_log`: everything `train()` prints (ours, warnings, Hydra's and Lightning's
   log records) goes to the terminal and is appended to `<run>/train.log`.
-- `SweepProgress`: a Hydra callback printing the sweep folder and `k/N jobs done`.
 
-Imported before Hydra runs a job (the callback), so it stays light: no torch, no Lightning.
+Imported before a run's heavy imports, so it stays light: no torch, no Lightning.
 The per-validation progress lines are `src.callbacks.Progress`.
 """
 
@@ -15,13 +14,11 @@ import functools
 import logging
 import os
 import sys
-import time
 import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from src.config import ConfigError
@@ -254,87 +251,6 @@ def error_text(err: BaseException) -> str:
     if isinstance(err, (ConfigError, RunFailed)):
         return f"error: {err}\n"
     return "".join(traceback.format_exception(err))
-
-
-# -- sweeps --------------------------------------------------------------------------------------
-def sweep_size(config: DictConfig) -> int | None:
-    """Jobs a multirun will launch: Optuna's n_trials, or the basic sweeper's expansion of the
-    command line and hydra.sweeper.params; None when it cannot be told in advance."""
-    from src.sweeps.records import expected_jobs
-
-    sweeper = config.hydra.sweeper
-    if "n_trials" in sweeper:
-        return int(sweeper.n_trials)
-    try:
-        jobs = expected_jobs(OmegaConf.to_container(config, resolve=False))
-    except Exception:  # e.g. glob(): only the config loader knows its options
-        return None
-    return len(jobs) if jobs is not None else None
-
-
-class SweepProgress(Callback):
-    """Hydra callback (conf/hydra/default.yaml): prints the sweep folder when a multirun starts,
-    and after every job `[sweep] k/N jobs done (i interrupted, f failed) after t s` on stderr.
-
-    on_job_end runs in the job's own process (a loky worker under the joblib launcher), so the
-    count is read from the sweep folder: a job is done once its metrics.json exists. Time counts
-    from multirun.yaml, which the sweeper writes as the sweep starts."""
-
-    def __init__(self) -> None:
-        self.total: int | None = None  # set in on_multirun_start; travels to the workers with the callback
-
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self.total = sweep_size(config)
-        jobs = f"{self.total} jobs" if self.total is not None else "jobs"
-        print(f"[sweep] {jobs} -> {Path(str(config.hydra.sweep.dir)).absolute()}", file=sys.stderr, flush=True)
-
-    def on_job_end(self, config: DictConfig, job_return: Any, **kwargs: Any) -> None:
-        from hydra.core.hydra_config import HydraConfig
-        from hydra.types import RunMode
-
-        if not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
-            return
-        folder = Path(str(config.hydra.sweep.dir)).absolute()
-        import json
-
-        done, interrupted, failed = 0, 0, 0
-        for path in folder.rglob("metrics.json"):
-            done += 1
-            try:
-                status = json.loads(path.read_text()).get("status")
-            except (OSError, ValueError):
-                status = None
-            interrupted += status == "interrupted"
-            failed += status not in ("completed", "interrupted")
-        total = f"/{self.total}" if self.total is not None else ""
-        since = folder / "multirun.yaml"
-        after = f" after {time.time() - since.stat().st_mtime:.0f} s" if since.exists() else ""
-        counts = [f"{n} {what}" for n, what in ((interrupted, "interrupted"), (failed, "failed")) if n]
-        failures = f" ({', '.join(counts)})" if counts else ""
-        line = f"[sweep] {done}{total} jobs done{failures}"
-        if first_to_say(folder / ".progress", line):  # jobs ending together count the same folder
-            print(line + after, file=sys.stderr, flush=True)
-
-
-def first_to_say(path: Path, line: str) -> bool:
-    """Whether no other process of the sweep printed `line` last: the processes of jobs that end
-    together (parallel workers, or a stop reaching every job at once) read the same counts, and
-    each printed them. The last line said is kept in `path` under an exclusive lock; an unwritable
-    folder prints anyway."""
-    import fcntl
-
-    try:
-        with open(path, "a+") as f:
-            fcntl.flock(f, fcntl.LOCK_EX)
-            f.seek(0)
-            if f.read() == line:
-                return False
-            f.seek(0)
-            f.truncate()
-            f.write(line)
-            return True
-    except OSError:
-        return True
 
 
 # -- the summary ---------------------------------------------------------------------------------
