@@ -2,7 +2,8 @@
 and a results table quoted on a page is what the committed result file says.
 
 - Every relative link in README.md and docs/**/*.md names a file that exists, and a `#anchor` names
-  a heading of the page it points to (GitHub's anchor rule).
+  a heading of the page it points to (GitHub's anchor rule); every repository path a page names
+  (`src/...`, `tests/...`, `conf/...`, in prose or code) exists.
 - Every `python train.py ...`, `python eval.py RUN ...`, `python sweep.py <preset> ...` and
   `python sweep.py border ...` command of README.md and the docs pages composes with Hydra's compose
   API (nothing is trained): a renamed group, option or key fails here, naming the page. Commands
@@ -84,6 +85,22 @@ def test_anchor_rule_matches_github():
     assert "tutorial-extensions-missing-data-the-whole-sequence-a-linear-representation" in anchors(
         ROOT / "docs" / "tutorial.md"
     )
+
+
+PATH = re.compile(r"(?<![\w/.\-])((?:src|tests|conf|benchmarks|docs)/[\w/.\-]*[\w/])(<)?")
+
+
+@pytest.mark.parametrize("page", PAGES, ids=_rel)
+def test_every_named_path_exists(page):
+    """A file or folder of this repository that a page names (`src/border.py`, tests/test_resume.py,
+    a command's script) exists: a moved module or test leaves no page pointing at nothing."""
+    missing = [
+        path
+        for line in page.read_text().splitlines()
+        for path, placeholder in PATH.findall(line)
+        if not placeholder and not (ROOT / path).exists()
+    ]
+    assert not missing, f"{_rel(page)} names paths that do not exist: {sorted(set(missing))}"
 
 
 # -- the README's commands compose -------------------------------------------------------------
