@@ -106,10 +106,12 @@ def copy_table() -> list[str]:
 def memoryless_mse(length: str) -> str:
     """Mean (s - 1)^2 over the adding jobs' test set: always answering 1 (the baseline's answer)."""
     from src.datamodules.generate import make_split
-    from src.datamodules.tasks.adding import Adding
+    from src.datamodules.tasks import make_task
 
     seed = yaml.safe_load((ROOT / "conf" / "train.yaml").read_text())["data"]["test_seed"]
-    _, y, _ = make_split(Adding.from_config({"length": int(length)}), seed, preset("adding")["data"]["test_size"])
+    _, y, _ = make_split(
+        make_task({"family": "adding", "length": int(length)}), seed, preset("adding")["data"]["test_size"]
+    )
     return f"{((y - 1) ** 2).mean().item():.4f}"
 
 

@@ -1,7 +1,7 @@
 """Topologies: how a network wires its cells between the encoded window and the targets.
 
 Each is a module built as `Topology(cell, in_size, hidden, n_out, out_len, context, dropout)`, where
-`cell(size)` builds a configured cell (src/models/cells.py) reading `size` features per step, and
+`cell(size)` builds a configured cell (src/models/cells/) reading `size` features per step, and
 maps the encoded window to the targets:
 
     out, state = topology(e, state, out_len)   # e: (batch, time, in_size) -> out: (batch, out_len, n_out)
