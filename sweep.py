@@ -1,4 +1,4 @@
-"""Run a named sweep, or summarize any multirun folder (see README, section Sweeps).
+"""Run a named sweep, or summarize any multirun folder (docs/sweeps.md).
 
     python sweep.py list                                 presets in conf/sweep/
     python sweep.py <preset> [override ...]              run it (train.py -m, parallel launcher), then summarize

@@ -1,4 +1,4 @@
-"""Hydra entry point: `python train.py [group=option ...] [key=value ...]` (see README).
+"""Hydra entry point: `python train.py [group=option ...] [key=value ...]` (README: a tour; docs/configuration.md: overrides).
 
 Heavy imports (torch, Lightning) happen inside `src.run.train`, so `--help` and config errors
 answer at once. Exit codes: 0 done, 1 the run failed (message on stderr, metrics.json says

@@ -2,7 +2,7 @@
 the task in at least a given share of seeds, found on a ladder of sizes (`border.min` to
 `border.max`, neighbours at most `border.resolution` apart) by galloping from a start size and
 then bisecting between the largest failing and the smallest solving size, instead of a full grid
-(README, section Capacity border by search).
+(docs/sweeps.md, Capacity border by search; results: docs/results/border.md).
 
 How a job is judged (the grid preset's settings, conf/sweep/capacity.yaml): it trains until
 val/exact holds its target, or until the validation loss stops improving (the convergence rule),

@@ -1,5 +1,5 @@
 """Sweeps: run the named presets of conf/sweep/ and turn any multirun folder into a table, plots
-and a summary (README, section Sweeps).
+and a summary (docs/sweeps.md).
 
     runner.py       the presets, checking them and running them (`sweep.py <preset>`)
     callbacks.py    the Hydra callbacks of every multirun (job folder names, how it ended)
