@@ -184,6 +184,7 @@ def build_parts(cfg: DictConfig, p: Plan) -> Parts:
         optimizer=optimizer,
         scheduler=scheduler,
         grad_clip=cfg.optim.get("grad_clip"),
+        grad_clip_value=cfg.optim.get("grad_clip_value"),
         tbptt=p.net_kwargs.get("tbptt", 1),
         log_interval=cfg.trainer.log_every_n_steps,
         chance=chance,

@@ -72,6 +72,9 @@ class Optim(Node):
     optimizer: Optimizer
     scheduler: Scheduler | None
     grad_clip: Annotated[float, Field(gt=0)] | None  # max gradient norm; null disables
+    # clip each gradient element to [-v, v] (Arjovsky et al. 2016's T.clip, Lightning's "value"
+    # algorithm), applied before the norm clip when both are set; null disables
+    grad_clip_value: Annotated[float, Field(gt=0)] | None
 
     @model_validator(mode="before")
     @classmethod

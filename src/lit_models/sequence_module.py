@@ -44,6 +44,7 @@ class SequenceModule(pl.LightningModule):
         optimizer: Callable[..., torch.optim.Optimizer],
         scheduler: Callable[..., Any] | None = None,
         grad_clip: float | None = None,
+        grad_clip_value: float | None = None,
         tbptt: int = 1,
         log_interval: int = 50,
         chance: Metrics | None = None,
@@ -52,6 +53,7 @@ class SequenceModule(pl.LightningModule):
         self.net, self.task = net, task
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.grad_clip, self.tbptt, self.log_interval = grad_clip, tbptt, log_interval
+        self.grad_clip_value = grad_clip_value
         self.chance = chance or {}
         self.regression = task.objective == "regression"
         self.automatic_optimization = not task.stateful
@@ -134,8 +136,7 @@ class SequenceModule(pl.LightningModule):
             self._train_loss(loss)
             opt.zero_grad(set_to_none=True)
             self.manual_backward(loss)
-            if self.grad_clip:
-                self.clip_gradients(opt, gradient_clip_val=self.grad_clip, gradient_clip_algorithm="norm")
+            self.configure_gradient_clipping(opt)
             opt.step()
             if self.scheduler_factory is not None:  # manual optimization: Lightning steps no scheduler
                 self.lr_schedulers().step()
@@ -154,6 +155,9 @@ class SequenceModule(pl.LightningModule):
             self.logged_train_step = step
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        # ours, not the Trainer's (optim.*): elementwise first, as Arjovsky et al. clip, then the norm
+        if self.grad_clip_value:
+            self.clip_gradients(optimizer, gradient_clip_val=self.grad_clip_value, gradient_clip_algorithm="value")
         if self.grad_clip:
             self.clip_gradients(optimizer, gradient_clip_val=self.grad_clip, gradient_clip_algorithm="norm")
 
