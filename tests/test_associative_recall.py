@@ -1,4 +1,4 @@
-"""Multi-query associative recall as a unit (src/datamodules/tasks/associative_recall.py): exact
+"""Associative recall (the simpler variant of task=mqar) as a unit (src/datamodules/tasks/associative_recall.py): exact
 tensors on a tiny hand-checked case, its memoryless baseline checked numerically, its rules,
 predict, and learning."""
 

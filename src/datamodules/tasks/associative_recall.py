@@ -1,4 +1,6 @@
-"""Multi-query associative recall (MQAR; Arora et al. 2023, Zoology).
+"""Associative recall with several queries: a simpler variant of Zoology's MQAR (the `mqar` family,
+tasks/mqar.py), not MQAR itself: values may repeat within a row, the queries follow the pairs
+directly with no filler, and the vocabulary is small.
 
 Input (2 n_pairs + n_queries steps): n_pairs key-value pairs, key then value (keys distinct, drawn
 from `keys` symbols; values drawn uniformly from `values` symbols), then n_queries of the
