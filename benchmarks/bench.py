@@ -61,6 +61,9 @@ STEP_CASES = [  # (label, overrides): tutorial batch sizes and the default
     ("echo_sequence LSTM(20) batch 7", ["task=echo_sequence", "model.hidden=20", "data.batch_size=7"]),
     ("echo_lag LSTM(50) batch 64 (default)", ["task=echo_lag"]),
     ("partial_echo encdec batch 128 (default)", ["task=partial_echo", "model=encdec"]),
+    # the stateful path (state carried between batches, TBPTT chunks, manual optimization)
+    ("echo_lag_online LSTM(50) batch 32 (default, stateful)", ["task=echo_lag_online"]),
+    ("echo_lag lru batch 64 (default)", ["task=echo_lag", "model=lru"]),
 ]
 
 
@@ -120,30 +123,52 @@ def section_solve(repeats: int, cwd: Path) -> list[dict[str, Any]]:
 
 
 def bare_loop(cfg: Any, steps: int) -> float:
-    """Steps/s of a hand-written loop: same net, batch, Adam, clipping and generator; no Lightning."""
+    """Batches/s of a hand-written loop: same net, batch, Adam, clipping and generator; no
+    Lightning. A stateful task carries the state between batches and steps every `model.tbptt`
+    steps, skipping chunks with no target, as the codebase does (src/lit_models/sequence_module.py)."""
     import torch
     import torch.nn.functional as F
 
     from src.datamodules.sequence_datamodule import TrainStream
+    from src.lit_models.sequence_module import detach
     from src.run import build_net, validate
 
     task, net_kwargs, _ = validate(cfg)
+    # the thread count train() sets: otherwise the first case's bare loop ran at torch's default
+    # (every core; on a busy machine many times slower) and the later ones at what train() left
+    if cfg.hardware.threads:
+        torch.set_num_threads(cfg.hardware.threads)
     torch.manual_seed(cfg.seed)
     net = build_net(task, net_kwargs)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.optim.optimizer.lr)
     stream = TrainStream(task, cfg.data.batch_size, 0, steps, cfg.seed, 0, "cpu")
     clip = cfg.optim.grad_clip
+    stateful = bool(getattr(task, "stateful", False))
+    tbptt = net_kwargs.get("tbptt", 1) if stateful and task.framing != "window" else None
+    state = None
+    batches = 0
     net.train()
     t0 = time.perf_counter()
-    for x, y, mask, _ in stream:
-        out, _ = net(x)
-        loss = F.cross_entropy(out.flatten(0, 1), y.masked_fill(~mask, -100).flatten(), ignore_index=-100)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if clip:
-            torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
-        opt.step()
-    return steps / (time.perf_counter() - t0)
+    for x, y, mask, reset in stream:
+        batches += 1
+        if reset:
+            state = None
+        pieces = (
+            zip(x.split(tbptt, 1), y.split(tbptt, 1), mask.split(tbptt, 1), strict=True) if tbptt else [(x, y, mask)]
+        )
+        for xs, ys, ms in pieces:
+            out, state = net(xs, state) if stateful else net(xs)
+            state = detach(state) if stateful else None
+            if not ms.any():
+                continue
+            target = ys.masked_fill(~ms, -100).flatten()
+            loss = F.cross_entropy(out.flatten(0, 1), target, ignore_index=-100, reduction="sum") / ms.sum()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if clip:
+                torch.nn.utils.clip_grad_norm_(net.parameters(), clip)
+            opt.step()
+    return batches / (time.perf_counter() - t0)
 
 
 def codebase_loop(cfg: Any) -> float:
