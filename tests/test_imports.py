@@ -53,3 +53,32 @@ assert "torch" not in sys.modules, "validation imported torch"
 """
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_help_imports_neither_torch_nor_lightning():
+    """`python train.py --help` answers from the composed config alone: the schemas it registers
+    are pydantic and Hydra, never torch or Lightning (seconds of start-up). -X importtime lists
+    every module the process imported."""
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "train.py", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    assert "hydra" in imported, done.stderr[-2000:]  # the listing is real
+    heavy = sorted(m for m in imported if m.split(".")[0] in ("torch", "pytorch_lightning", "lightning_fabric"))
+    assert not heavy, heavy[:5]
+
+
+def test_a_batch_already_on_the_device_is_not_walked_again():
+    """The streams make their batches on the training device; the module hands such a batch back
+    as it is (Lightning's generic transfer walks it every step), and moves any other batch."""
+    import torch
+
+    from src.datamodules.tasks import make_task
+    from src.lit_models.sequence_module import SequenceModule
+
+    module = SequenceModule(torch.nn.Linear(1, 1), make_task({"context": 5, "lag": 1}), torch.optim.SGD)
+    batch = [torch.zeros(2, 5, dtype=torch.long), torch.zeros(2, 5, dtype=torch.long), torch.ones(2, 5).bool(), True]
+    assert module.transfer_batch_to_device(batch, torch.device("cpu"), 0) is batch
+    moved = module.transfer_batch_to_device(batch, torch.device("meta"), 0)
+    assert moved is not batch and moved[0].device.type == "meta" and moved[3] is True
