@@ -360,8 +360,10 @@ def record_failure(cfg: DictConfig, err: BaseException) -> bool:
     elif isinstance(err, ConfigError) or not out_dir.is_dir():
         return False
     from src.checkpoints import run_status
+    from src.hardware import is_primary
 
-    if run_status(out_dir) not in ("failed", "interrupted"):
+    # the run's record is rank 0's (as every other write of it): a failing rank > 0 says it on stderr
+    if is_primary() and run_status(out_dir) not in ("failed", "interrupted"):
         try:
             write_json(out_dir / "metrics.json", {"status": "failed", "error": f"{type(err).__name__}: {err}"})
         except OSError:  # a full or read-only disk: stderr still says it

@@ -32,6 +32,18 @@ def detach(state: Any) -> Any:
     return tuple(s.detach() for s in state) if isinstance(state, tuple) else state.detach()
 
 
+def float32_output(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor | None:
+    """Forward hook for a regression head: its output again in float32 (autocast off) where a
+    mixed precision gave less (bf16's 8-bit mantissa rounds a value of 20 by up to 0.06, which
+    turns exact answers into wrong ones); None (keep it) in float32 and float64."""
+    if output.dtype in (torch.float32, torch.float64):
+        return None
+    weight, bias = module.weight.float(), None if module.bias is None else module.bias.float()
+    with torch.autocast(output.device.type, enabled=False):
+        out = F.linear(args[0].float(), weight, bias)
+    return out
+
+
 class SequenceModule(pl.LightningModule):
     """Trains a `RecurrentNet` on a task. Stateless tasks use automatic optimization; stateful
     tasks carry the recurrent state across consecutive batches (row i = stream i) and truncate
@@ -57,6 +69,11 @@ class SequenceModule(pl.LightningModule):
         self.chance = chance or {}
         self.regression = task.objective == "regression"
         self.automatic_optimization = not task.stateful
+        if self.regression:  # values, not classes: bf16's 8-bit mantissa would round them
+            heads = [m for name, m in net.named_modules() if name.split(".")[-1] == "head"]
+            assert heads, "a regression network has a head"
+            for head in heads:
+                head.register_forward_hook(float32_output)
         names = ["loss", "acc", "exact"] + (["mse", "mae", "pred_mean"] if self.regression else [])
         self.val_metrics = nn.ModuleDict({n: MeanMetric() for n in names})
         self.test_metrics = nn.ModuleDict({n: MeanMetric() for n in names})
@@ -96,7 +113,7 @@ class SequenceModule(pl.LightningModule):
 
     def predict_values(self, out: torch.Tensor) -> torch.Tensor:
         """Predicted values in original units: the class (long) or the unscaled regression output."""
-        return out.squeeze(-1) * self.task.scale if self.regression else out.argmax(-1)
+        return out.squeeze(-1).float() * self.task.scale if self.regression else out.argmax(-1)
 
     # -- training ------------------------------------------------------------------------------
     def training_step(self, batch: tuple, batch_idx: int) -> torch.Tensor | None:
@@ -145,8 +162,7 @@ class SequenceModule(pl.LightningModule):
             self._train_loss(loss)
             opt.zero_grad(set_to_none=True)
             self.manual_backward(loss)
-            self.configure_gradient_clipping(opt)
-            opt.step()
+            opt.step()  # clips in on_before_optimizer_step, after a 16-mixed scaler has unscaled
             if self.scheduler_factory is not None:  # manual optimization: Lightning steps no scheduler
                 self.lr_schedulers().step()
 
@@ -162,6 +178,13 @@ class SequenceModule(pl.LightningModule):
             for lg in self.loggers:
                 lg.log_metrics({"train/loss": loss.item()}, step=step)
             self.logged_train_step = step
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        # Manual optimization clips here: Lightning calls this hook inside opt.step(), after
+        # 16-mixed's GradScaler has unscaled the gradients (a clip before opt.step() would act on
+        # the scaled ones, and the unscaled update would be the clip / scale, ~1e-5)
+        if not self.automatic_optimization:
+            self.configure_gradient_clipping(optimizer)
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
         # ours, not the Trainer's (optim.*): elementwise first, as Arjovsky et al. clip, then the norm

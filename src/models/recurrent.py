@@ -28,15 +28,18 @@ class InputEncoder(nn.Module):
         self.symbols = vocab + pad
         self.embed = nn.Embedding(self.symbols, embedding_dim) if encoding == "embedding" else None
         self.size = {"onehot": self.symbols, "embedding": embedding_dim, "scalar": 1, "features": features}[encoding]
+        # follows the network's dtype (64-true converts every float tensor): encoded inputs take
+        # it, so a float64 network reads float64 inputs; not persistent, so no checkpoint sees it
+        self.register_buffer("dtype_probe", torch.zeros(0), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.encoding == "onehot":
-            return F.one_hot(x, self.symbols).float()
+            return F.one_hot(x, self.symbols).to(self.dtype_probe.dtype)
         if self.encoding == "embedding":
             return self.embed(x)
         if self.encoding == "features":
-            return x.float()
-        v = x.unsqueeze(-1).float() / self.scale
+            return x.to(self.dtype_probe.dtype)
+        v = x.unsqueeze(-1).to(self.dtype_probe.dtype) / self.scale
         return v.masked_fill(x.unsqueeze(-1) == self.vocab, -1.0) if self.pad else v
 
 

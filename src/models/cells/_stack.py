@@ -39,8 +39,24 @@ def log_space_scan(log_a: torch.Tensor, log_b: torch.Tensor) -> torch.Tensor:
 
     Computed in float64: A_t falls linearly with t (by 3 per step where a gate writes 95%) and the
     two terms cancel to log h_t, so float32 would lose |A_t| * 6e-8 of h_t (1e-5 after 33 steps)."""
-    a_star = log_a.double().cumsum(dim=1)
+    a_star = prefix_sum(log_a.double())
     return (a_star + (log_b.double() - a_star).logcumsumexp(dim=1)).exp().to(log_b.dtype)
+
+
+def prefix_sum(x: torch.Tensor) -> torch.Tensor:
+    """cumsum over dim 1; on CUDA under torch.use_deterministic_algorithms (trainer.deterministic)
+    a Hillis-Steele scan of plain additions instead, since CUDA's cumsum has no deterministic
+    kernel and raises there (CPU keeps cumsum: its results stay as they were)."""
+    return scan_sum(x) if x.is_cuda and torch.are_deterministic_algorithms_enabled() else x.cumsum(dim=1)
+
+
+def scan_sum(x: torch.Tensor) -> torch.Tensor:
+    """cumsum over dim 1 by log2(time) passes of elementwise additions (deterministic everywhere)."""
+    d = 1
+    while d < x.shape[1]:
+        x = x + F.pad(x[:, :-d], (0, 0, d, 0))
+        d *= 2
+    return x
 
 
 # -- residual stack shared by the two linear-recurrence cells ----------------------------------------
