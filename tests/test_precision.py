@@ -65,7 +65,7 @@ def test_16_mixed_is_refused_on_cpu_in_one_sentence(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def _first_update(tmp_path, plugins: list, clip: float) -> torch.Tensor:
+def _first_update(tmp_path, clip: float, **trainer_kwargs) -> torch.Tensor:
     """The stateful (manual optimization) path's first parameter update, SGD lr 1 and a clip
     that binds, under the given precision plugins (mingru: oneDNN has no CPU fp16 LSTM)."""
     cfg = make_cfg(
@@ -76,22 +76,28 @@ def _first_update(tmp_path, plugins: list, clip: float) -> torch.Tensor:
     module, dm = parts.module, parts.dm
     before = torch.cat([p.detach().flatten().clone() for p in module.parameters()])
     trainer = pl.Trainer(
-        accelerator="cpu", devices=1, max_steps=1, plugins=plugins, logger=False, enable_checkpointing=False,
+        **{"accelerator": "cpu", **trainer_kwargs}, devices=1, max_steps=1, logger=False, enable_checkpointing=False,
         enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0,
     )  # fmt: skip
     trainer.fit(module, datamodule=dm)
-    return torch.cat([p.detach().flatten() for p in module.parameters()]) - before
+    return torch.cat([p.detach().flatten().cpu() for p in module.parameters()]) - before
 
 
 def test_stateful_clip_acts_on_the_unscaled_gradient(tmp_path):
     """Under a GradScaler (16-mixed's, on the CPU here) the update of a clipped SGD step is the
     clip, as in float32; clipping the scaled gradient made it clip / 65536."""
     clip = 0.01
-    plain = _first_update(tmp_path / "a", [], clip)
+    plain = _first_update(tmp_path / "a", clip)
     scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16)
-    scaled = _first_update(tmp_path / "b", [MixedPrecision("16-mixed", "cpu", scaler=scaler)], clip)
+    scaled = _first_update(tmp_path / "b", clip, plugins=[MixedPrecision("16-mixed", "cpu", scaler=scaler)])
     assert plain.norm() == pytest.approx(clip, rel=1e-3)
     assert scaled.norm() == pytest.approx(clip, rel=0.05), scaled.norm()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="16-mixed needs CUDA (benchmarks/gpu_checks.sh runs it)")
+def test_16_mixed_stateful_clip_on_cuda(tmp_path):
+    update = _first_update(tmp_path, 0.01, accelerator="gpu", precision="16-mixed")
+    assert update.norm() == pytest.approx(0.01, rel=0.05), update.norm()
 
 
 def test_bf16_regression_values_are_float32(tmp_path):

@@ -113,7 +113,9 @@ class SequenceModule(pl.LightningModule):
 
     def predict_values(self, out: torch.Tensor) -> torch.Tensor:
         """Predicted values in original units: the class (long) or the unscaled regression output."""
-        return out.squeeze(-1).float() * self.task.scale if self.regression else out.argmax(-1)
+        if not self.regression:
+            return out.argmax(-1)
+        return out.squeeze(-1).to(torch.promote_types(out.dtype, torch.float32)) * self.task.scale  # >= float32
 
     # -- training ------------------------------------------------------------------------------
     def training_step(self, batch: tuple, batch_idx: int) -> torch.Tensor | None:
