@@ -67,7 +67,7 @@ def main() -> int:
     before = json.loads(a.compare.read_text())
     bad = 0
     print("\n| case | steps before | after | stopped_by | test numbers |\n|---|---|---|---|---|")
-    for name in sorted(set(before) | set(results)):
+    for name in sorted(results if a.only else set(before) | set(results)):  # --only: the cases it ran
         b, r = before.get(name, {}), results.get(name, {})
         same = b == r
         bad += not same
