@@ -17,11 +17,11 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf, open_dict
 
 from src.checkpoints import checksum
-from src.config import ConfigError
 from src.datamodules.tasks import names as families
 from src.hardware import cores
 from src.models import cells
 from src.run import train
+from src.schema import ConfigError
 from tests.conftest import CONF, ROOT, run_cli
 from tests.run_helpers import snapshot
 
@@ -136,6 +136,9 @@ def places(tmp_path_factory) -> dict[str, Path]:
         "$CORES": cores(),
         "$CELLS": ", ".join(cells.names()),
         "$FAMILIES": ", ".join(families()),
+        # a config group's options: the yamls of conf/<group>/ (a new task or model file needs no row edit)
+        "$TASKS": ", ".join(sorted(p.stem for p in (ROOT / "conf" / "task").glob("*.yaml"))),
+        "$MODELS": ", ".join(sorted(p.stem for p in (ROOT / "conf" / "model").glob("*.yaml"))),
     }
 
 

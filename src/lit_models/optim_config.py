@@ -73,8 +73,9 @@ class Optim(Node):
     scheduler: Scheduler | None
     grad_clip: Annotated[float, Field(gt=0)] | None  # max gradient norm; null disables
     # clip each gradient element to [-v, v] (Arjovsky et al. 2016's T.clip, Lightning's "value"
-    # algorithm), applied before the norm clip when both are set; null disables
-    grad_clip_value: Annotated[float, Field(gt=0)] | None
+    # algorithm), applied before the norm clip when both are set; null disables. Its default (null,
+    # in conf/train.yaml) is repeated here for configs saved before the key existed (eval, resume).
+    grad_clip_value: Annotated[float, Field(gt=0)] | None = None
 
     @model_validator(mode="before")
     @classmethod
