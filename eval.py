@@ -31,7 +31,7 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from src.config import ConfigError
+from src.schema import ConfigError
 
 # what an evaluation may change: the task, the evaluation set and how the process runs
 EVAL_DATA_KEYS = ("data.test_size", "data.test_seed", "data.eval_batch_size")

@@ -28,10 +28,10 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from src.config import ConfigError
 from src.datamodules.tasks import Task
 from src.hardware import cores
 from src.run_config import validate
+from src.schema import ConfigError
 
 CHECKPOINTS = ("best.ckpt", "last.ckpt")
 ONE_CPU = {"accelerator": "cpu", "devices": 1, "num_nodes": 1, "strategy": "auto", "precision": "32-true"}

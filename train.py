@@ -44,10 +44,10 @@ def main(cfg: DictConfig) -> float | None:
     # A launcher's worker process (joblib's loky, submitit) runs this without the __main__ block
     # above: without its own handlers a SIGTERM to the worker would kill the job unrecorded.
     signals.install()
-    from src.config import ConfigError
     from src.hardware import is_primary
     from src.launch import RunFailed, RunInterrupted, ddp_job, remove_fresh_run_dir, resumed_config
     from src.run import record_failure, train
+    from src.schema import ConfigError
 
     cfg = resumed_config(cfg)  # a resume trains the run's saved config
     from src.sweeps.callbacks import already_run
@@ -127,8 +127,8 @@ def record_interrupt(signum: int) -> None:
 
 if __name__ == "__main__":
     from src.command_line import template_habits
-    from src.config import ConfigError
     from src.launch import check_plugins, resume_argv
+    from src.schema import ConfigError
 
     try:
         try:  # before Hydra, which would otherwise create a new run folder for a resume

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from src.config import ConfigError
+from src.schema import ConfigError
 
 SUMS = ".sha256"
 RUN_ID = ".run_id"  # in the run folder: the id every checkpoint of the run carries

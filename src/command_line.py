@@ -18,7 +18,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from src.config import ConfigError
+from src.schema import ConfigError
 
 CONF = Path(__file__).resolve().parents[1] / "conf"
 

@@ -20,9 +20,9 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import OmegaConf, open_dict, read_write
 
-from src.config import ConfigError
 from src.hardware import is_primary
 from src.run_config import RESUMABLE, resumable
+from src.schema import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 # What Lightning's DDP launcher leaves in os.environ after a fit; see `ddp_job`.

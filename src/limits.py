@@ -16,8 +16,8 @@ import math
 import os
 from typing import Any
 
-from src.config import ConfigError
 from src.datamodules.tasks import Task
+from src.schema import ConfigError
 
 GB = 1024**3
 

@@ -20,9 +20,9 @@ from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
 
 from src import signals
 from src.checkpoints import RUN_KEY, checksum, listed_digests, load, sums_path, verify_checksum
-from src.config import ConfigError
 from src.files import write_json
 from src.launch import RunFailed, RunInterrupted
+from src.schema import ConfigError
 
 
 class NonFiniteLoss(RunFailed):

@@ -14,10 +14,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from src import signals
 from src.checkpoints import check_ckpt_path, keep_run_id, start_point
-from src.config import ConfigError
 from src.files import write_json
 from src.hardware import build_strategy
 from src.run_config import build, check_output_dir, validate
+from src.schema import ConfigError
 from src.terminal import banner, keep_log, logged_run, print_summary, weights_used
 
 T_PROCESS = time.perf_counter()  # first import of this module ~ process start-up end

@@ -20,14 +20,13 @@ from typing import Annotated, Any, Literal, TypeVar
 from omegaconf import DictConfig, OmegaConf
 from pydantic import Field, model_validator
 
-from src.config import ConfigError
 from src.datamodules.data_config import Data
 from src.datamodules.tasks import make_task
 from src.hardware import Hardware, check_processes
 from src.lit_models.optim_config import Built, Optim, target_node
 from src.lit_models.trainer_config import Trainer
 from src.models.node import check_model
-from src.schema import Node, NonNegInt, PosInt, Seed, check
+from src.schema import ConfigError, Node, NonNegInt, PosInt, Seed, check
 from src.sweeps.judge import Summary
 
 T = TypeVar("T")

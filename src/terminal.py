@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 
 from omegaconf import DictConfig, OmegaConf
 
-from src.config import ConfigError
+from src.schema import ConfigError
 
 LOG_NAME = "train.log"
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from src.config import ConfigError
 from src.datamodules.generate import generator, make_batch
 from src.datamodules.tasks import make_task
 from src.run import train
+from src.schema import ConfigError
 
 
 def test_generation_gives_the_hand_checked_tensors():

@@ -9,10 +9,10 @@ import math
 import pytest
 import torch
 
-from src.config import ConfigError
 from src.datamodules.generate import generator, make_batch
 from src.datamodules.tasks import make_task
 from src.run import train
+from src.schema import ConfigError
 
 TINY = {"name": "associative_recall", "family": "associative_recall", "n_pairs": 3, "n_queries": 2, "keys": 4,
         "values": 3}  # fmt: skip

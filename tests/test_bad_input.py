@@ -11,13 +11,13 @@ from typing import get_args
 import pytest
 from pydantic import BaseModel
 
-from src.config import ConfigError
 from src.datamodules.data_config import Data
 from src.hardware import Hardware
 from src.lit_models.optim_config import Optim
 from src.lit_models.trainer_config import Trainer
 from src.run import train
 from src.run_config import Paths, Run, validate
+from src.schema import ConfigError
 from tests.conftest import run_cli
 
 SCHEMAS = {"data": Data, "trainer": Trainer, "optim": Optim, "hardware": Hardware, "paths": Paths, "": Run}

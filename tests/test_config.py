@@ -61,8 +61,8 @@ def test_every_task_family_file_is_reachable_through_a_task_yaml(tmp_path):
     """A family is found by its file name (`task.family=X` imports src.datamodules.tasks.X), so each
     module of the package must be the family of some conf/task yaml (named first in its defaults
     list), and an unknown one is refused with the list of files."""
-    from src.config import ConfigError
     from src.datamodules.tasks import family, make_task, names
+    from src.schema import ConfigError
 
     used = {make_cfg(tmp_path, f"task={option}").task.family for option in options("task")}
     assert set(names()) <= used, f"family files without a conf/task yaml: {set(names()) - used}"

@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from src.config import ConfigError
 from src.hardware import cores
 from src.run_config import validate
+from src.schema import ConfigError
 from tests.conftest import run_cli
 
 FAST = ("debug=fast", "hardware.threads=1", "logger=none")

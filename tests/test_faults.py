@@ -9,10 +9,10 @@ import signal
 import pytest
 import torch
 
-from src.config import ConfigError
 from src.launch import RunFailed
 from src.reliability import NonFiniteLoss
 from src.run import train
+from src.schema import ConfigError
 from tests.conftest import FAST, make_cfg
 from tests.run_helpers import read_metrics, start_cli, wait_for_file
 

@@ -8,11 +8,10 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from src.config import ConfigError
 from src.datamodules.tasks import make_task
 from src.lit_models.optim_config import Optim
 from src.lit_models.sequence_module import SequenceModule
-from src.schema import check
+from src.schema import ConfigError, check
 
 TASK = {"name": "copy_memory", "family": "copy_memory", "delay": 2, "symbols": 2, "categories": 4}
 

@@ -38,7 +38,7 @@ def test_config_checks_import_no_torch():
     import it."""
     code = """
 import sys
-from src.config import ConfigError
+from src.schema import ConfigError
 from src.datamodules.tasks import make_task
 from src.models.node import check_model
 task = make_task({"context": 5, "lag": 1})

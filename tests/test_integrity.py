@@ -22,10 +22,10 @@ from omegaconf import OmegaConf
 
 from src import signals
 from src.checkpoints import checksum
-from src.config import ConfigError
 from src.launch import RunFailed, release_run_dir, resume_argv
 from src.reliability import AtomicCheckpointIO
 from src.run import train
+from src.schema import ConfigError
 from tests.conftest import FAST, ROOT, make_cfg, run_cli
 from tests.run_helpers import comparable, read_metrics, snapshot, start_cli, wait_for_file
 

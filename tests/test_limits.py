@@ -8,7 +8,6 @@ from __future__ import annotations
 import pytest
 from hydra import compose, initialize_config_dir
 
-from src.config import ConfigError
 from src.datamodules.data_config import Data
 from src.datamodules.tasks import make_task
 from src.hardware import check_cluster
@@ -16,7 +15,7 @@ from src.limits import available_memory, memory_estimate
 from src.models import cells
 from src.models.node import check_model
 from src.run import train, validate
-from src.schema import check
+from src.schema import ConfigError, check
 from tests.conftest import CONF, run_cli
 from tests.run_helpers import read_metrics
 

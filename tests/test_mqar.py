@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 import torch
 
-from src.config import ConfigError
 from src.datamodules.generate import generator, make_batch
 from src.datamodules.tasks import make_task
+from src.schema import ConfigError
 from tests.conftest import run_cli
 
 SMALL = {"family": "mqar", "vocab_size": 64, "input_seq_len": 32, "num_kv_pairs": 4}  # 12 query slots

@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from predict import parse_values, predict
-from src.config import ConfigError
 from src.datamodules.generate import generator, make_batch
 from src.datamodules.tasks import make_task
 from src.lit_models.sequence_module import chance_levels
 from src.models.recurrent import InputEncoder
 from src.run import train
+from src.schema import ConfigError
 
 BUDGET = ["trainer.max_epochs=1", "data.batches_per_epoch=300", "callbacks.target_reached.consecutive=1"]
 P = 10  # the pad symbol of a vocabulary of 10

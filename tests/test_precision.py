@@ -11,10 +11,10 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.plugins.precision import MixedPrecision
 
-from src.config import ConfigError
 from src.models.cells import names as cell_names
 from src.models.cells._stack import prefix_sum, scan_sum
 from src.run import build_parts, plan, train
+from src.schema import ConfigError
 from tests.conftest import make_cfg
 
 TINY = ["hardware.threads=1", "trainer.max_steps=3", "trainer.val_check_interval=3", "data.batches_per_epoch=3"]

@@ -8,10 +8,10 @@ import math
 import pytest
 import torch
 
-from src.config import ConfigError
 from src.datamodules.generate import generator, make_batch
 from src.datamodules.tasks import make_task
 from src.run import train
+from src.schema import ConfigError
 
 TINY = {"name": "selective_copy", "family": "selective_copy", "length": 3, "n_tokens": 2, "categories": 4}
 

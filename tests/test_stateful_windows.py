@@ -10,11 +10,11 @@ import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 
-from src.config import ConfigError
 from src.datamodules.generate import generator, make_batch
 from src.datamodules.sequence_datamodule import SequenceDataModule
 from src.lit_models.sequence_module import SequenceModule
 from src.run import build_net, train, validate
+from src.schema import ConfigError
 from tests.conftest import make_cfg
 from tests.test_regression_bits_stateful import StateRecorder
 

@@ -19,8 +19,8 @@ import pytest
 import yaml
 from hydra import compose, initialize_config_dir
 
-from src.config import ConfigError
 from src.launch import OPTUNA_PLUGIN, check_plugins
+from src.schema import ConfigError
 from src.sweeps.records import SweepError, expected_jobs, load_sweep
 from src.sweeps.summarize import summarize
 from tests.conftest import CONF, run_cli

@@ -11,8 +11,8 @@ from typing import Any, Literal
 
 import pytest
 
-from src.config import ConfigError
 from src.datamodules.tasks import defaults, family, make_task, names
+from src.schema import ConfigError
 
 
 def valid(name: str) -> dict[str, Any]:

@@ -9,10 +9,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from src.config import ConfigError
 from src.models import RecurrentNet
 from src.models.topologies import TOPOLOGIES, choose
 from src.run import train, validate
+from src.schema import ConfigError
 from tests.conftest import make_cfg, run_cli
 
 # early stop at the first validation with 100% exact match

@@ -316,8 +316,8 @@ def check(search: Search, folder: Path) -> None:
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    from src.config import ConfigError
     from src.run_config import validate
+    from src.schema import ConfigError
 
     for cell in search.cells:
         for vocab in search.vocabs or [None]:

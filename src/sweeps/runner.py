@@ -66,8 +66,8 @@ def check_preset(name: str, overrides: Sequence[str] = ()) -> None:
         ]
     except HydraException as err:
         raise SweepError(f"the overrides {' '.join(overrides)} cannot be read: {str(err).splitlines()[0]}") from None
-    from src.config import ConfigError
     from src.run_config import validate
+    from src.schema import ConfigError
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
         for one in [[v] for vals in values for v in vals] + [[vals[0] for vals in values]]:
