@@ -139,6 +139,7 @@ def places(tmp_path_factory) -> dict[str, Path]:
         # a config group's options: the yamls of conf/<group>/ (a new task or model file needs no row edit)
         "$TASKS": ", ".join(sorted(p.stem for p in (ROOT / "conf" / "task").glob("*.yaml"))),
         "$MODELS": ", ".join(sorted(p.stem for p in (ROOT / "conf" / "model").glob("*.yaml"))),
+        "$SWEEPS": ", ".join(sorted(p.stem for p in (ROOT / "conf" / "sweep").glob("*.yaml"))),
     }
 
 
