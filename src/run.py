@@ -52,6 +52,8 @@ def quiet_framework() -> None:
         ".*IterableDataset.*has `__len__` defined.*",
         ".*does not have many workers.*",
         ".*LeafSpec.*",
+        # SequenceModule.transfer_batch_to_device hands back batches the stream made on the device
+        ".*overridden `transfer_batch_to_device` in `LightningModule`.*",
         # resuming: the folder holds the run's own checkpoints, and the data stream is resumable
         # (SequenceDataModule restores its position from the batch progress)
         ".*Checkpoint directory .* exists and is not empty.*",
